@@ -1,0 +1,50 @@
+# reprodl: make book | make test | make execute | make lint   (each sets up .venv itself)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+# The real MNIST: $REPRODL_DATA if set, else the shared folder beside the checkout when present.
+REPRODL_DATA ?= $(abspath $(wildcard ../shared/data/mnist))
+export REPRODL_DATA
+
+.PHONY: install book test execute lint format freeze bench clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## The HTML book in _build/html, warnings as errors. It shows the committed, verified outputs.
+book: $(STAMP)
+	$(BIN)/jupyter-book build . --warningiserror --keep-going
+
+## Every test: unit tests, the exact-output gate (pytest --nbval), book build and browser tests.
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## Re-execute every notebook in place in the pinned environment (the only way outputs change).
+execute: $(STAMP)
+	$(BIN)/python tools/execute_notebooks.py chapters/*.ipynb
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+## Rewrite requirements.txt from the current .venv.
+freeze: $(STAMP)
+	{ sed -n '1,2p' requirements.txt; $(BIN)/pip freeze --exclude-editable | grep -iv '^reprodl'; echo "-e ."; } > requirements.tmp && mv requirements.tmp requirements.txt
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/cnn_steps.py
+
+clean:
+	rm -rf _build

@@ -1,0 +1,115 @@
+"""Batch order under explicit control.
+
+The classic TF1 ``DataSet.next_batch`` shuffled the training set with NumPy's *global* random
+state at every epoch boundary, so a run seeded with ``tf.set_random_seed`` alone still saw a new
+batch order each time. Here the order comes from an explicit seed, or, to show that trap, from the
+global state exactly as the classic code did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+
+def epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
+    """The example order of one epoch: a pure function of ``(seed, epoch)``."""
+    if num_examples <= 0:
+        raise ValueError(f"num_examples must be positive, got {num_examples}")
+    return np.random.default_rng([seed, epoch]).permutation(num_examples)
+
+
+class IndexStream:
+    """Indices of successive batches, ``next_batch``-style: batches run across epoch boundaries.
+
+    With ``seed=None`` each epoch is shuffled with NumPy's global random state (the classic
+    behaviour, reproducible only if ``np.random.seed`` was called and nothing else draws from it);
+    with an int seed epoch ``e`` uses :func:`epoch_permutation` ``(n, seed, e)``; with
+    ``shuffle=False`` the order is 0..n-1 every epoch.
+    """
+
+    def __init__(self, num_examples: int, seed: int | None = None, shuffle: bool = True) -> None:
+        if num_examples <= 0:
+            raise ValueError(f"num_examples must be positive, got {num_examples}")
+        self.num_examples = num_examples
+        self.seed = seed
+        self.shuffle = shuffle
+        self.epoch = 0
+        self._order = self._make_order(0)
+        self._pos = 0
+
+    def _make_order(self, epoch: int) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(self.num_examples)
+        if self.seed is None:
+            return np.random.permutation(self.num_examples)
+        return epoch_permutation(self.num_examples, self.seed, epoch)
+
+    def next(self, batch_size: int) -> np.ndarray:
+        """Indices of the next ``batch_size`` examples, starting a new epoch when one runs out."""
+        if not 0 < batch_size <= self.num_examples:
+            raise ValueError(f"batch_size must be in 1..{self.num_examples}, got {batch_size}")
+        parts = []
+        need = batch_size
+        while need:
+            take = min(need, self.num_examples - self._pos)
+            parts.append(self._order[self._pos : self._pos + take])
+            self._pos += take
+            need -= take
+            if self._pos == self.num_examples:
+                self.epoch += 1
+                self._order = self._make_order(self.epoch)
+                self._pos = 0
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    def batches(self, batch_size: int, steps: int) -> Iterator[np.ndarray]:
+        """The next ``steps`` batches of indices."""
+        for _ in range(steps):
+            yield self.next(batch_size)
+
+
+class NextBatch:
+    """The TF1 tutorial's ``mnist.train.next_batch(n)`` over arrays, its order made explicit."""
+
+    def __init__(
+        self, images: np.ndarray, labels: np.ndarray, seed: int | None = None, shuffle: bool = True
+    ) -> None:
+        if len(images) != len(labels):
+            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+        self.images = images
+        self.labels = labels
+        self.stream = IndexStream(len(labels), seed=seed, shuffle=shuffle)
+
+    @property
+    def epochs_completed(self) -> int:
+        return self.stream.epoch
+
+    def __call__(self, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        idx = self.stream.next(batch_size)
+        return self.images[idx], self.labels[idx]
+
+
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+    """Steps that cover ``num_examples`` once (the last partial batch runs into the next epoch)."""
+    return -(-num_examples // batch_size)
+
+
+def tf_dataset(
+    images: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    *,
+    seed: int | None,
+    reshuffle_each_iteration: bool = True,
+    buffer_size: int | None = None,
+):
+    """A ``tf.data`` pipeline with an explicit shuffle seed (``seed=None`` means no shuffle)."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((images, labels))
+    if seed is not None:
+        ds = ds.shuffle(
+            buffer_size or len(labels), seed=seed, reshuffle_each_iteration=reshuffle_each_iteration
+        )
+    return ds.batch(batch_size)

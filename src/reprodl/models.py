@@ -1,0 +1,132 @@
+"""Keras builders for the book's models, every initializer and dropout layer seeded explicitly.
+
+All models take float32 images of shape ``(28, 28)`` in [0, 1] (see :func:`reprodl.data.to_float`)
+and return logits; the softmax lives in the loss (``from_logits=True``), which is the numerically
+stable form of the classic ``softmax`` + cross-entropy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MODELS = ("softmax", "mlp", "cnn")
+
+
+def layer_seeds(seed: int, count: int) -> list[int]:
+    """``count`` independent seeds derived from one, so no two layers share a random stream."""
+    return [int(s) for s in np.random.SeedSequence(seed).generate_state(count) % (2**31 - 1)]
+
+
+def softmax_regression(seed: int = 0):
+    """The classic "MNIST for ML beginners" model: ``y = softmax(xW + b)``, W and b start at zero.
+
+    With zero initial weights the seed changes nothing here: only the batch order does.
+    """
+    import keras
+
+    del seed  # zeros need no randomness; kept for a uniform builder signature
+    return keras.Sequential(
+        [
+            keras.Input((28, 28)),
+            keras.layers.Flatten(name="flatten"),
+            keras.layers.Dense(
+                10, kernel_initializer="zeros", bias_initializer="zeros", name="logits"
+            ),
+        ],
+        name="softmax_regression",
+    )
+
+
+def mlp(
+    seed: int = 0,
+    hidden: tuple[int, ...] = (128,),
+    dropout: float = 0.0,
+    dropout_seed: int | None = None,
+):
+    """A fully connected ReLU network; Glorot-uniform weights seeded from ``seed``.
+
+    ``dropout_seed`` seeds the dropout masks separately from the initialisation, so the two
+    sources of randomness can be varied one at a time (defaults to one derived from ``seed``).
+    """
+    import keras
+
+    seeds = layer_seeds(seed, len(hidden) + 2)
+    layers: list = [keras.Input((28, 28)), keras.layers.Flatten(name="flatten")]
+    for i, width in enumerate(hidden):
+        layers.append(
+            keras.layers.Dense(
+                width,
+                activation="relu",
+                kernel_initializer=keras.initializers.GlorotUniform(seed=seeds[i]),
+                name=f"hidden_{i + 1}",
+            )
+        )
+        if dropout:
+            ds = seeds[-1] + i if dropout_seed is None else layer_seeds(dropout_seed, i + 1)[i]
+            layers.append(keras.layers.Dropout(dropout, seed=ds, name=f"dropout_{i + 1}"))
+    layers.append(
+        keras.layers.Dense(
+            10, kernel_initializer=keras.initializers.GlorotUniform(seed=seeds[-2]), name="logits"
+        )
+    )
+    return keras.Sequential(layers, name="mlp")
+
+
+def deep_cnn(seed: int = 0, dropout: float = 0.5, dropout_seed: int | None = None):
+    """TensorFlow's "Deep MNIST for Experts" network, initialised as the tutorial did.
+
+    conv 5x5x32 - max-pool 2 - conv 5x5x64 - max-pool 2 - dense 1024 - dropout - dense 10, ReLU
+    activations, weights from a truncated normal (stddev 0.1) and biases of 0.1.
+    """
+    import keras
+
+    seeds = layer_seeds(seed, 5)
+    bias = keras.initializers.Constant(0.1)
+
+    def weights(i: int):
+        return keras.initializers.TruncatedNormal(stddev=0.1, seed=seeds[i])
+
+    drop_seed = seeds[4] if dropout_seed is None else layer_seeds(dropout_seed, 1)[0]
+
+    def conv(filters: int, i: int, name: str):
+        return keras.layers.Conv2D(
+            filters,
+            5,
+            padding="same",
+            activation="relu",
+            kernel_initializer=weights(i),
+            bias_initializer=bias,
+            name=name,
+        )
+
+    return keras.Sequential(
+        [
+            keras.Input((28, 28)),
+            keras.layers.Reshape((28, 28, 1), name="image"),
+            conv(32, 0, "conv_1"),
+            keras.layers.MaxPooling2D(2, name="pool_1"),
+            conv(64, 1, "conv_2"),
+            keras.layers.MaxPooling2D(2, name="pool_2"),
+            keras.layers.Flatten(name="flatten"),
+            keras.layers.Dense(
+                1024,
+                activation="relu",
+                kernel_initializer=weights(2),
+                bias_initializer=bias,
+                name="dense_1024",
+            ),
+            keras.layers.Dropout(dropout, seed=drop_seed, name="dropout"),
+            keras.layers.Dense(
+                10, kernel_initializer=weights(3), bias_initializer=bias, name="logits"
+            ),
+        ],
+        name="deep_cnn",
+    )
+
+
+def build(name: str, seed: int = 0, **kwargs):
+    """Build a model by name: ``softmax``, ``mlp`` or ``cnn``."""
+    builders = {"softmax": softmax_regression, "mlp": mlp, "cnn": deep_cnn}
+    if name not in builders:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    return builders[name](seed, **kwargs)

@@ -1,0 +1,294 @@
+"""Pin the process so that training gives the same bits on every run and every x86-64 machine.
+
+The bits of a float32 training run depend on more than seeds: on how many threads split each
+reduction, on the CPU instruction set oneDNN and OpenBLAS dispatch to, and on whether TensorFlow's
+op determinism is on. :func:`pin_environment` fixes the settings that must be in the environment
+before NumPy or TensorFlow load (``import reprodl`` calls it); :func:`setup` applies the rest and
+seeds every random number generator. Settings that are already too late to change are reported as
+a :class:`ReproducibilityWarning`, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+#: Intra-op threads TensorFlow uses for one op. The bits change with this number, so it is fixed.
+INTRA_OP_THREADS = 2
+#: Inter-op threads (independent ops in parallel). Does not change bits; pinned for stable timing.
+INTER_OP_THREADS = 1
+#: Threads of NumPy's BLAS (OpenBLAS). Float32 matmul bits change with it.
+BLAS_THREADS = 1
+#: The instruction-set cap for oneDNN on x86-64: AVX-512 machines then compute as AVX2 ones do.
+ONEDNN_ISA = "AVX2"
+#: The OpenBLAS kernel family on x86-64 (Haswell = the AVX2 kernels).
+OPENBLAS_CORE = "Haswell"
+
+
+def _pinned_variables() -> dict[str, str]:
+    """The environment variables the contract fixes, with their values on this platform."""
+    env = {
+        "TF_CPP_MIN_LOG_LEVEL": "3",  # level 2 still lets a C++ error line through Keras fit
+        "TF_ENABLE_ONEDNN_OPTS": "0",
+        "TF_NUM_INTRAOP_THREADS": str(INTRA_OP_THREADS),
+        "TF_NUM_INTEROP_THREADS": str(INTER_OP_THREADS),
+        "OMP_NUM_THREADS": str(INTRA_OP_THREADS),
+        "OPENBLAS_NUM_THREADS": str(BLAS_THREADS),
+        "MKL_NUM_THREADS": str(BLAS_THREADS),
+    }
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        env["ONEDNN_MAX_CPU_ISA"] = ONEDNN_ISA
+        env["OPENBLAS_CORETYPE"] = OPENBLAS_CORE
+    return env
+
+
+#: What :func:`pin_environment` writes into ``os.environ`` on this machine.
+PINNED_ENV: dict[str, str] = _pinned_variables()
+
+#: Environment for processes that must reproduce the stored outputs (notebook kernels, tests):
+#: the pins plus a fixed hash seed, which only works when set before the interpreter starts.
+REPRODUCIBLE_ENV: dict[str, str] = {**PINNED_ENV, "PYTHONHASHSEED": "0"}
+
+
+class ReproducibilityWarning(UserWarning):
+    """A setting the reproducibility contract needs could not be applied."""
+
+
+def _warn(message: str) -> None:
+    # warn_explicit with a fixed "filename" keeps temp paths and kernel ids out of notebook output.
+    warnings.warn_explicit(message, ReproducibilityWarning, "reprodl.runtime", 0)
+
+
+@dataclass(frozen=True)
+class PinReport:
+    """What :func:`pin_environment` did: variables it set and those it was too late for."""
+
+    changed: dict[str, tuple[str | None, str]]
+    too_late: tuple[str, ...]
+
+
+def pin_environment() -> PinReport:
+    """Write the pinned variables into ``os.environ``, overriding ambient values.
+
+    Must run before NumPy and TensorFlow are imported for the BLAS settings to take effect
+    (``import reprodl`` does it first thing). ``ONEDNN_MAX_CPU_ISA`` still works after
+    ``import tensorflow`` as long as no op has run yet.
+    """
+    changed: dict[str, tuple[str | None, str]] = {}
+    for name, value in PINNED_ENV.items():
+        old = os.environ.get(name)
+        if old != value:
+            os.environ[name] = value
+            changed[name] = (old, value)
+    too_late: list[str] = []
+    if "numpy" in sys.modules:
+        too_late += [n for n in changed if n.startswith(("OPENBLAS", "MKL"))]
+    return PinReport(changed=changed, too_late=tuple(too_late))
+
+
+_IMPORT_PIN = pin_environment()
+
+
+def _pin_blas() -> None:
+    """Fix NumPy's BLAS thread count now, and check the kernel family it loaded."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    threadpool_limits(limits=BLAS_THREADS, user_api="blas")
+    if "OPENBLAS_CORETYPE" not in PINNED_ENV:
+        return
+    for pool in threadpool_info():
+        arch = pool.get("architecture")
+        if (
+            pool.get("internal_api") == "openblas"
+            and arch
+            and arch.lower() != OPENBLAS_CORE.lower()
+        ):
+            _warn(
+                f"NumPy's OpenBLAS runs the {arch} kernels, not {OPENBLAS_CORE}: NumPy was "
+                "imported before reprodl. Import reprodl first (or start Python with "
+                f"OPENBLAS_CORETYPE={OPENBLAS_CORE}) for bits that match other machines."
+            )
+
+
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for a moment (C++ start-up chatter only)."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable fd 2 (some embedded interpreters): nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def import_tensorflow():
+    """``import tensorflow``, without the C++ start-up lines it writes straight to stderr.
+
+    The GPU-enabled wheel logs "Could not find cuda drivers" with a timestamp through absl before
+    ``TF_CPP_MIN_LOG_LEVEL`` applies; in a notebook that lands in the stored output and would
+    differ on every run. Only the import is silenced; later errors still show.
+    """
+    if "tensorflow" in sys.modules:
+        import tensorflow as tf
+
+        return tf
+    with _native_stderr_silenced():
+        import tensorflow as tf
+    return tf
+
+
+def _pin_tensorflow(op_determinism: bool) -> None:
+    """Thread counts, oneDNN cap and op determinism for TensorFlow; warn where too late."""
+    tf = import_tensorflow()
+
+    threading = tf.config.threading
+    for name, setter, getter, wanted in (
+        (
+            "intra-op",
+            threading.set_intra_op_parallelism_threads,
+            threading.get_intra_op_parallelism_threads,
+            INTRA_OP_THREADS,
+        ),
+        (
+            "inter-op",
+            threading.set_inter_op_parallelism_threads,
+            threading.get_inter_op_parallelism_threads,
+            INTER_OP_THREADS,
+        ),
+    ):
+        if getter() == wanted:
+            continue
+        try:
+            setter(wanted)
+        except RuntimeError:
+            _warn(
+                f"TensorFlow is already initialised with {getter()} {name} threads, not {wanted}: "
+                "call reprodl.setup() before running any TensorFlow op (restart the kernel)."
+            )
+    if op_determinism:
+        tf.config.experimental.enable_op_determinism()
+    else:
+        from tensorflow.python.framework import config as tf_config  # not exported publicly
+
+        tf_config.disable_op_determinism()
+
+
+def setup(seed: int, *, op_determinism: bool = True) -> None:
+    """Pin the whole process and seed Python, NumPy and TensorFlow/Keras with ``seed``.
+
+    Call it once at the top of a chapter or script, before any TensorFlow op runs. It warns
+    (:class:`ReproducibilityWarning`) when ``PYTHONHASHSEED`` is unset or a setting is too late.
+    """
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    report = pin_environment()
+    for name in report.too_late + _IMPORT_PIN.too_late:
+        _warn(f"{name} was set after NumPy was imported, so it has no effect in this process.")
+    if os.environ.get("PYTHONHASHSEED") is None:
+        _warn(
+            "PYTHONHASHSEED is not set: set iteration order of str varies between runs. It only "
+            "takes effect before Python starts (e.g. `PYTHONHASHSEED=0 jupyter lab`)."
+        )
+    _pin_blas()
+    _pin_tensorflow(op_determinism)
+    import keras
+
+    keras.utils.set_random_seed(seed)  # seeds Python's random, NumPy's global state, TF and Keras
+
+
+def pinned_settings() -> dict[str, Any]:
+    """The settings in force now, as the contract defines them (for reports and tests)."""
+    settings: dict[str, Any] = {name: os.environ.get(name) for name in sorted(PINNED_ENV)}
+    settings["PYTHONHASHSEED"] = os.environ.get("PYTHONHASHSEED")
+    if "tensorflow" in sys.modules:
+        import tensorflow as tf
+        from tensorflow.python.framework import config as tf_config  # no public getter exists
+
+        settings["tf_intra_op_threads"] = tf.config.threading.get_intra_op_parallelism_threads()
+        settings["tf_inter_op_threads"] = tf.config.threading.get_inter_op_parallelism_threads()
+        settings["op_determinism"] = tf_config.is_op_determinism_enabled()
+    return settings
+
+
+def cpu_model() -> str:
+    """The CPU's model name, as the OS reports it."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> list[str]:
+    """The SIMD-related CPU flags that decide which kernels oneDNN and OpenBLAS may pick."""
+    interesting = ("sse4_1", "sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    present = set(line.split(":", 1)[1].split())
+                    return [f for f in interesting if f in present]
+    except OSError:
+        pass
+    return []
+
+
+def environment_report() -> dict[str, Any]:
+    """Versions, CPU model and flags, and the pinned settings: what a reader needs to compare."""
+    import numpy as np
+
+    report: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": f"{platform.system()} {platform.machine()}",
+        "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
+        "logical_cpus": os.cpu_count(),
+        "numpy": np.__version__,
+    }
+    if "tensorflow" in sys.modules:
+        import keras
+        import tensorflow as tf
+
+        report["tensorflow"] = tf.__version__
+        report["keras"] = keras.__version__
+        report["gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
+    report["settings"] = pinned_settings()
+    return report
+
+
+def environment_line() -> str:
+    """A one-line summary of :func:`environment_report` for the top of a chapter.
+
+    Deliberately leaves out the CPU model, flags and core count: they differ between machines that
+    must still produce the same stored outputs. The pins that make them agree are included.
+    """
+    r = environment_report()
+    s = r["settings"]
+    isa = s.get("ONEDNN_MAX_CPU_ISA") or "native"
+    parts = [
+        f"Python {r['python']}",
+        f"NumPy {r['numpy']}",
+        f"TensorFlow {r.get('tensorflow', 'not loaded')}",
+        f"Keras {r.get('keras', 'not loaded')}",
+        f"oneDNN ISA cap {isa}",
+        f"{s.get('tf_intra_op_threads', INTRA_OP_THREADS)} intra-op threads",
+        f"op determinism {'on' if s.get('op_determinism') else 'off'}",
+    ]
+    return " | ".join(parts)

@@ -1,0 +1,110 @@
+"""The runtime pins: determinism across processes, immunity to ambient settings, and warnings.
+
+Each run is a separate Python process, as a reader's second run would be.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from conftest import run_python
+
+from reprodl import runtime
+
+AMBIENT = {"TF_NUM_INTRAOP_THREADS": "1", "OMP_NUM_THREADS": "1", "ONEDNN_MAX_CPU_ISA": "SSE41"}
+TRAIN = ("-m", "reprodl", "train", "--model", "mlp", "--steps", "60")
+
+
+def fingerprint_of(result) -> str:
+    assert result.returncode == 0, result.stderr
+    match = re.search(r"^fingerprint ([0-9a-f]{64})$", result.stdout, re.M)
+    assert match, result.stdout
+    return match.group(1)
+
+
+@pytest.fixture(scope="module")
+def plain_seed0() -> str:
+    return fingerprint_of(run_python(*TRAIN, "--seed", "0"))
+
+
+def test_same_seed_same_bits_in_two_processes(plain_seed0):
+    assert fingerprint_of(run_python(*TRAIN, "--seed", "0")) == plain_seed0
+
+
+def test_other_seed_other_bits(plain_seed0):
+    assert fingerprint_of(run_python(*TRAIN, "--seed", "1")) != plain_seed0
+
+
+def test_ambient_thread_and_isa_settings_do_not_change_the_bits(plain_seed0):
+    assert fingerprint_of(run_python(*TRAIN, "--seed", "0", env=AMBIENT)) == plain_seed0
+
+
+SCRIPT_UNPINNED = """
+import reprodl.runtime as rt
+rt.PINNED_ENV["ONEDNN_MAX_CPU_ISA"] = "SSE41"   # what an unpinned run would use
+rt.INTRA_OP_THREADS = 1
+from reprodl.cli import main
+main(["train", "--model", "mlp", "--steps", "60", "--seed", "0"])
+"""
+
+
+def test_those_settings_would_change_the_bits_without_the_pins(plain_seed0):
+    """The control for the test above: the ambient values do matter when not overridden."""
+    assert fingerprint_of(run_python("-c", SCRIPT_UNPINNED)) != plain_seed0
+
+
+def test_op_determinism_switch_changes_the_bits(plain_seed0):
+    result = run_python(*TRAIN, "--seed", "0", "--no-op-determinism")
+    assert "op determinism off" in result.stdout
+    assert fingerprint_of(result) != plain_seed0
+
+
+def test_warns_when_hash_seed_unset():
+    code = "import reprodl; reprodl.setup(0)"
+    result = run_python("-c", code, unset=("PYTHONHASHSEED",))
+    assert result.returncode == 0, result.stderr
+    assert "ReproducibilityWarning: PYTHONHASHSEED is not set" in result.stderr
+    quiet = run_python("-c", code, env={"PYTHONHASHSEED": "0"})
+    assert "ReproducibilityWarning" not in quiet.stderr
+
+
+def test_warns_when_tensorflow_already_initialised():
+    code = (
+        "import tensorflow as tf\n"
+        "tf.config.threading.set_intra_op_parallelism_threads(1)\n"
+        "tf.constant(1.0) + 1\n"
+        "import reprodl; reprodl.setup(0)\n"
+    )
+    result = run_python("-c", code)
+    assert result.returncode == 0, result.stderr
+    assert "already initialised with 1 intra-op threads, not 2" in result.stderr
+
+
+def test_warns_when_numpy_imported_first():
+    result = run_python(
+        "-c",
+        "import numpy; import reprodl; reprodl.setup(0)",
+        env={"OPENBLAS_CORETYPE": "Sandybridge"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "was set after NumPy was imported" in result.stderr
+    assert "runs the Sandybridge kernels, not Haswell" in result.stderr
+
+
+def test_setup_rejects_bad_seed():
+    for bad in (-1, 1.5, "0", True):
+        with pytest.raises(ValueError, match="seed"):
+            runtime.setup(bad)
+
+
+def test_environment_report_describes_machine_and_pins():
+    runtime.setup(0)
+    report = runtime.environment_report()
+    for key in ("python", "cpu", "cpu_flags", "numpy", "tensorflow", "keras", "settings"):
+        assert key in report
+    assert report["settings"]["tf_intra_op_threads"] == runtime.INTRA_OP_THREADS
+    assert report["settings"]["op_determinism"] is True
+    line = runtime.environment_line()
+    assert "TensorFlow 2." in line and "op determinism on" in line
+    assert report["cpu"] not in line  # machine-specific facts stay out of notebook outputs
