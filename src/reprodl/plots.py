@@ -1,0 +1,104 @@
+"""The book's figures, in one style. Each function returns the matplotlib Figure it made.
+
+In a notebook, assign the result (``fig = plots.loss_curves(...)``): the inline backend shows the
+figure at the end of the cell, and nothing else is printed (no ``[<Line2D at 0x...>]`` addresses,
+which would differ on every run; a trailing ``;`` does not help under nbval).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib
+
+matplotlib.rcParams.update(
+    {
+        "figure.figsize": (7.0, 3.6),
+        "figure.dpi": 100,
+        "savefig.dpi": 100,
+        "axes.grid": True,
+        "grid.alpha": 0.3,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "font.size": 10,
+        "legend.frameon": False,
+        "svg.hashsalt": "reprodl",
+    }
+)
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def loss_curves(
+    curves: Mapping[str, Sequence[float]],
+    *,
+    title: str = "",
+    xlabel: str = "step",
+    ylabel: str = "training loss",
+    smooth: int = 1,
+    logy: bool = False,
+):
+    """One line per named loss curve; ``smooth`` > 1 averages over a sliding window."""
+    fig, ax = plt.subplots()
+    for label, values in curves.items():
+        y = np.asarray(values, dtype=np.float64)
+        x = np.arange(1, len(y) + 1)
+        if smooth > 1 and len(y) >= smooth:
+            y = np.convolve(y, np.ones(smooth) / smooth, mode="valid")
+            x = x[smooth - 1 :]
+        ax.plot(x, y, label=label, linewidth=1.2)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    if logy:
+        ax.set_yscale("log")
+    if len(curves) > 1:
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def digit_grid(images, labels=None, predictions=None, *, columns: int = 10, title: str = ""):
+    """Digits in a grid, with their label (and prediction, red when wrong) above each."""
+    images = np.asarray(images)
+    rows = -(-len(images) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 0.9, rows * 1.05), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= len(images):
+            continue
+        ax.imshow(images[i], cmap="gray_r", vmin=0, vmax=255 if images.dtype == np.uint8 else 1)
+        if labels is not None and predictions is not None:
+            ok = int(labels[i]) == int(predictions[i])
+            ax.set_title(f"{int(predictions[i])}", color="black" if ok else "red", fontsize=9)
+        elif labels is not None:
+            ax.set_title(f"{int(labels[i])}", fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def histogram(values, *, bins: int = 15, xlabel: str = "", title: str = "", mark_mean: bool = True):
+    """A histogram of ``values`` with the mean marked."""
+    values = np.asarray(values, dtype=np.float64)
+    fig, ax = plt.subplots()
+    ax.hist(values, bins=bins, color="#4C72B0", alpha=0.85)
+    if mark_mean:
+        ax.axvline(values.mean(), color="black", linestyle="--", linewidth=1, label="mean")
+        ax.legend()
+    ax.set(xlabel=xlabel, ylabel="runs", title=title)
+    fig.tight_layout()
+    return fig
+
+
+def bars(values: Mapping[str, float], *, ylabel: str = "", title: str = "", fmt: str = "{:.3g}"):
+    """A labelled bar chart (one bar per named value, the value written on top)."""
+    fig, ax = plt.subplots()
+    names = list(values)
+    heights = [float(values[n]) for n in names]
+    ax.bar(names, heights, color="#4C72B0")
+    for i, h in enumerate(heights):
+        ax.annotate(fmt.format(h), (i, h), ha="center", va="bottom", fontsize=9)
+    ax.set(ylabel=ylabel, title=title)
+    fig.tight_layout()
+    return fig
