@@ -105,7 +105,9 @@ def _train(args: argparse.Namespace) -> int:
     print(f"test accuracy {test}")
     print(f"fingerprint {record.final_digest}")
     print(
-        f"trained in {record.seconds:.1f} s ({steps / record.seconds:.1f} steps/s)", file=sys.stderr
+        f"trained in {record.seconds:.1f} s ({record.steps_per_second:.1f} steps/s after the "
+        "first step)",
+        file=sys.stderr,
     )
     return 0
 

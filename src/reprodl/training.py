@@ -33,6 +33,14 @@ class TrainingRecord:
     digests: dict[int, dict[str, str]] = field(default_factory=dict)
     final_digest: str = ""
     seconds: float = 0.0
+    first_step_seconds: float = 0.0  # includes tracing the compiled step
+
+    @property
+    def steps_per_second(self) -> float:
+        """Throughput after the first step (which traces and compiles the step function)."""
+        if self.steps < 2:
+            return float("nan")
+        return (self.steps - 1) / (self.seconds - self.first_step_seconds)
 
     @property
     def steps(self) -> int:
@@ -115,6 +123,8 @@ def train(
     start = time.perf_counter()
     for i, idx in enumerate(stream.batches(batch_size, steps)):
         loss_tensors.append(step(tf.constant(idx, dtype=tf.int32)))
+        if i == 0:
+            record.first_step_seconds = time.perf_counter() - start
         if digest_every and (i + 1) % digest_every == 0:
             record.digests[i + 1] = fingerprint.variable_digests(model)
         if on_step:
