@@ -72,19 +72,30 @@ def mlp(
     return keras.Sequential(layers, name="mlp")
 
 
-def deep_cnn(seed: int = 0, dropout: float = 0.5, dropout_seed: int | None = None):
-    """TensorFlow's "Deep MNIST for Experts" network, initialised as the tutorial did.
+def deep_cnn(
+    seed: int = 0,
+    dropout: float = 0.5,
+    dropout_seed: int | None = None,
+    init: str = "glorot",
+):
+    """TensorFlow's "Deep MNIST for Experts" network.
 
     conv 5x5x32 - max-pool 2 - conv 5x5x64 - max-pool 2 - dense 1024 - dropout - dense 10, ReLU
-    activations, weights from a truncated normal (stddev 0.1) and biases of 0.1.
+    activations. ``init="classic"`` initialises as the tutorial did (truncated normal with stddev
+    0.1, biases 0.1: made for Adam at 1e-4 over 20,000 steps); ``init="glorot"`` (default) uses
+    Glorot-uniform weights and zero biases, which train much faster at Adam's usual 1e-3.
     """
+    if init not in ("classic", "glorot"):
+        raise ValueError(f"init must be 'classic' or 'glorot', got {init!r}")
     import keras
 
     seeds = layer_seeds(seed, 5)
-    bias = keras.initializers.Constant(0.1)
+    bias = keras.initializers.Constant(0.1) if init == "classic" else "zeros"
 
     def weights(i: int):
-        return keras.initializers.TruncatedNormal(stddev=0.1, seed=seeds[i])
+        if init == "classic":
+            return keras.initializers.TruncatedNormal(stddev=0.1, seed=seeds[i])
+        return keras.initializers.GlorotUniform(seed=seeds[i])
 
     drop_seed = seeds[4] if dropout_seed is None else layer_seeds(dropout_seed, 1)[0]
 
@@ -130,3 +141,14 @@ def build(name: str, seed: int = 0, **kwargs):
     if name not in builders:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     return builders[name](seed, **kwargs)
+
+
+def summary_lines(model) -> list[str]:
+    """A plain, deterministic layer table (Keras' own summary prints rich boxes and HTML)."""
+    rows = [("layer", "output shape", "parameters")]
+    for layer in model.layers:
+        shape = tuple(layer.output.shape[1:])
+        rows.append((layer.name, str(shape), f"{layer.count_params():,}"))
+    rows.append(("total", "", f"{model.count_params():,}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    return [f"{r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  {r[2]:>{widths[2]}}" for r in rows]
