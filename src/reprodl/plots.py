@@ -102,3 +102,22 @@ def bars(values: Mapping[str, float], *, ylabel: str = "", title: str = "", fmt:
     ax.set(ylabel=ylabel, title=title)
     fig.tight_layout()
     return fig
+
+
+def training_curves(losses, evaluations: Mapping[int, float], *, smooth: int = 1, title: str = ""):
+    """Training loss per step (left) and an accuracy measured at some steps (right)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.4))
+    y = np.asarray(losses, dtype=np.float64)
+    x = np.arange(1, len(y) + 1)
+    if smooth > 1 and len(y) >= smooth:
+        y = np.convolve(y, np.ones(smooth) / smooth, mode="valid")
+        x = x[smooth - 1 :]
+    left.plot(x, y, linewidth=1.2)
+    left.set(xlabel="step", ylabel="training loss", yscale="log")
+    steps = sorted(evaluations)
+    right.plot(steps, [100 * evaluations[s] for s in steps], marker="o", linewidth=1.2)
+    right.set(xlabel="step", ylabel="validation accuracy (%)")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
