@@ -1,9 +1,10 @@
 """The exact-output gate (``pytest --nbval``) can fail, and the chapters give it nothing to skip.
 
-A probe notebook, generated here, trains reprodl's softmax regression for 50 steps and prints the
-loss, the weight fingerprint and the test accuracy. It is executed with ``tools/execute_notebooks.py``
-(what ``make execute`` runs) and then checked with the project's own pytest configuration (the
-``--nbval`` addopts and ``tests/sanitize.cfg`` from pyproject.toml) in a subprocess:
+A probe notebook, generated here, trains reprodl's softmax regression for 50 steps and prints
+the loss, the weight fingerprint and the test accuracy. It is executed with
+``tools/execute_notebooks.py`` (what ``make execute`` runs) and then checked with the project's
+own pytest configuration (the ``--nbval`` addopts and ``tests/sanitize.cfg`` from
+pyproject.toml) in a subprocess:
 
 - unmodified, it passes;
 - with one digit of one stored number changed, it fails;
