@@ -11,9 +11,10 @@ from typing import Any
 
 
 def _key(script: Any) -> tuple:
+    # An inline script's filename is None or "" depending on how it was added: the same script.
     attributes = getattr(script, "attributes", {}) or {}
     return (
-        getattr(script, "filename", str(script)),
+        getattr(script, "filename", str(script)) or "",
         tuple(sorted((str(k), str(v)) for k, v in attributes.items())),
     )
 

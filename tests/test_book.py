@@ -1,0 +1,363 @@
+"""The book: it builds with no warning, its table of contents matches the files, and every page
+works in a real browser (headless Chromium driven by Playwright).
+
+The book is built once per session into a temporary folder (``jupyter-book build --path-output``)
+and served on 127.0.0.1. The browser reaches nothing else: MathJax, which the pages load from a
+CDN, is served from a local copy of the npm package ``mathjax@3`` (installed with ``npm`` into
+``$REPRODL_TEST_CACHE``, default ``~/.cache/reprodl-test``, on first use), and every other request
+that leaves 127.0.0.1 is aborted and reported.
+
+Chromium: ``$CHROMIUM`` or ``chromium`` on PATH (Debian's package; ``.ci/run`` installs it).
+Deselect these tests with ``-m "not browser"`` on a machine without it.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text(encoding="utf-8"))
+TOC = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+
+MATHJAX_URL = CONFIG["sphinx"]["config"]["mathjax_path"]
+MATHJAX_PREFIX = MATHJAX_URL.split("/es5/")[0] + "/"  # https://cdn.jsdelivr.net/npm/mathjax@3/
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def toc_docnames() -> list[str]:
+    """Every page of the book in reading order, as listed in _toc.yml."""
+    names = [TOC["root"]]
+
+    def walk(entries: list[dict]) -> None:
+        for entry in entries:
+            if "file" in entry:
+                names.append(entry["file"])
+            walk(entry.get("sections", []))
+
+    for part in TOC.get("parts", []):
+        walk(part.get("chapters", []))
+    walk(TOC.get("chapters", []))
+    return [str(Path(n).with_suffix("")) for n in names]
+
+
+DOCNAMES = toc_docnames()
+NOTEBOOKS = [d for d in DOCNAMES if (ROOT / f"{d}.ipynb").is_file()]
+#: Pages Sphinx adds to every book.
+GENERATED = ["genindex", "search"]
+
+
+def _source(docname: str) -> Path | None:
+    for suffix in (".ipynb", ".md"):
+        if (ROOT / f"{docname}{suffix}").is_file():
+            return ROOT / f"{docname}{suffix}"
+    return None
+
+
+# --- the build ---------------------------------------------------------------------------------
+
+
+def test_toc_lists_exactly_the_pages_that_exist() -> None:
+    listed = set(DOCNAMES)
+    missing = sorted(d for d in listed if _source(d) is None)
+    assert not missing, f"_toc.yml lists files that do not exist: {missing}"
+    assert len(listed) == len(DOCNAMES), "a page is listed twice in _toc.yml"
+    pages = {str(p.relative_to(ROOT).with_suffix("")) for p in ROOT.glob("chapters/*.ipynb")}
+    pages |= {str(p.relative_to(ROOT).with_suffix("")) for p in ROOT.glob("chapters/*.md")}
+    unlisted = sorted(pages - listed)
+    assert not unlisted, f"pages missing from _toc.yml: {unlisted}"
+
+
+@pytest.fixture(scope="session")
+def book(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Build the book once (warnings are errors); return the folder with its HTML."""
+    out = tmp_path_factory.mktemp("book")
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [str(jupyter_book), "build", str(ROOT), "--path-output", str(out)]
+        + ["--warningiserror", "--keep-going"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+    )
+    seconds = time.perf_counter() - start
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-8000:]
+    assert "build succeeded" in log, log[-8000:]
+    assert "WARNING" not in log, log[-8000:]
+    print(f"book built in {seconds:.1f} s")
+    return out / "_build" / "html"
+
+
+def test_book_builds_without_warnings(book: Path) -> None:
+    for docname in DOCNAMES + GENERATED:
+        assert (book / f"{docname}.html").is_file(), docname
+    # Every notebook is offered for download as it is in the repository.
+    for docname in NOTEBOOKS:
+        copied = book / "_sources" / f"{docname}.ipynb"
+        assert copied.read_bytes() == (ROOT / f"{docname}.ipynb").read_bytes(), docname
+    # The local extension removed sphinx-thebe's duplicated inline script.
+    for page in book.rglob("*.html"):
+        assert page.read_text(encoding="utf-8").count("const THEBE_JS_URL") <= 1, page
+
+
+# --- the browser -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def server(book: Path) -> Iterator[str]:
+    """Serve the built book on 127.0.0.1; yield its base URL."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(book))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def mathjax_dir() -> Path:
+    """A local copy of the MathJax 3 distribution (npm package ``mathjax@3``)."""
+    cache = Path(os.environ.get("REPRODL_TEST_CACHE", Path.home() / ".cache" / "reprodl-test"))
+    prefix = cache / "mathjax3"
+    folder = prefix / "node_modules" / "mathjax"
+    if not (folder / "es5" / "tex-mml-chtml.js").is_file():
+        npm = shutil.which("npm")
+        if npm is None:
+            pytest.fail("npm is needed once to fetch MathJax 3 for the browser tests")
+        subprocess.run(
+            [npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", "mathjax@3"],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+    return folder
+
+
+@pytest.fixture(scope="session")
+def browser():
+    executable = os.environ.get("CHROMIUM") or shutil.which("chromium")
+    if not executable:
+        pytest.fail(
+            "Chromium not found: apt-get install chromium (or set $CHROMIUM), "
+            'or deselect with -m "not browser"'
+        )
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        yield instance
+        instance.close()
+
+
+class Visit:
+    """One browser tab on the served book, recording console errors and blocked requests."""
+
+    def __init__(self, browser, base: str, mathjax: Path) -> None:
+        self.base = base
+        self.mathjax = mathjax
+        self.errors: list[str] = []
+        self.blocked: list[str] = []
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
+        self.context.route("**/*", self._route)
+        self.page = self.context.new_page()
+        self.page.on("console", self._console)
+        self.page.on("pageerror", lambda exc: self.errors.append(f"page error: {exc}"))
+
+    def _route(self, route) -> None:
+        url = route.request.url
+        if url.startswith(self.base):
+            route.continue_()
+        elif url.startswith(MATHJAX_PREFIX):
+            path = self.mathjax / urlsplit(url[len(MATHJAX_PREFIX) :]).path
+            if path.is_file():
+                route.fulfill(path=str(path))
+            else:
+                self.errors.append(f"MathJax file not in the local copy: {url}")
+                route.abort()
+        else:
+            self.blocked.append(url)
+            route.abort()
+
+    def _console(self, message) -> None:
+        if message.type == "error":
+            self.errors.append(f"console error: {message.text}")
+
+    def goto(self, docname: str):
+        response = self.page.goto(urljoin(self.base, f"{docname}.html"), wait_until="load")
+        assert response is not None and response.ok, docname
+        return response
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def visit(browser, server: str, mathjax_dir: Path) -> Iterator[Visit]:
+    v = Visit(browser, server, mathjax_dir)
+    yield v
+    v.close()
+
+
+def _markdown_text(docname: str) -> str:
+    """The prose of a page (a .md file, or a notebook's markdown cells) without code."""
+    source = _source(docname)
+    if source is None:
+        return ""
+    text = source.read_text(encoding="utf-8")
+    if source.suffix == ".ipynb":
+        cells = json.loads(text)["cells"]
+        text = "".join(
+            "".join(c["source"]) for c in cells if c["cell_type"] == "markdown"
+        )  # nbformat stores a cell's source as a string or a list of lines
+    text = re.sub(r"```.*?```", "", text, flags=re.DOTALL)  # code is not math
+    return re.sub(r"`[^`]*`", "", text)
+
+
+def _wait_for_images(page) -> list[str]:
+    """Wait until every <img> finished loading; return the sources of broken ones."""
+    page.wait_for_function("Array.from(document.images).every((img) => img.complete)")
+    return page.evaluate(
+        "Array.from(document.images).filter((img) => img.naturalWidth === 0)"
+        ".map((img) => img.getAttribute('src'))"
+    )
+
+
+def _wait_for_math(page) -> int:
+    """Wait until MathJax typeset every math element; return how many there are."""
+    count = page.evaluate("document.querySelectorAll('span.math, div.math').length")
+    if count:
+        page.wait_for_function(
+            "document.querySelectorAll('mjx-container').length >= "
+            "document.querySelectorAll('span.math, div.math').length",
+            timeout=30_000,
+        )
+        errors = page.evaluate("document.querySelectorAll('mjx-merror').length")
+        assert errors == 0, f"{errors} formulas with TeX errors"
+    return count
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("docname", DOCNAMES + GENERATED)
+def test_page_renders_in_browser(visit: Visit, docname: str) -> None:
+    visit.goto(docname)
+    broken = _wait_for_images(visit.page)
+    assert not broken, f"images that did not load: {broken}"
+    math = _wait_for_math(visit.page)
+    if "$" in _markdown_text(docname):
+        assert math > 0, "the source has $math$ but the page shows no typeset formula"
+    visit.page.wait_for_timeout(300)  # late console errors (async scripts)
+    assert not visit.errors, "\n".join(visit.errors)
+    assert not visit.blocked, f"requests to the internet: {visit.blocked}"
+
+
+def _follow(visit: Visit, selector: str, start: str, steps: int) -> list[str]:
+    """Click the ``selector`` link ``steps`` times from ``start``; return the pages visited."""
+    visit.goto(start)
+    seen = [start]
+    for _ in range(steps):
+        link = visit.page.locator(selector)
+        assert link.count() == 1, f"{seen[-1]}: no single {selector} link"
+        title = link.locator(".prev-next-title").inner_text().strip()
+        href = urljoin(visit.page.url, link.get_attribute("href"))
+        with visit.page.expect_navigation(wait_until="load"):
+            link.click()
+        assert visit.page.url == href, (visit.page.url, href)
+        heading = visit.page.locator("main h1").first.inner_text()
+        assert heading.rstrip("#¶ \n").endswith(title) or title in heading, (title, heading)
+        seen.append(urlsplit(href).path.lstrip("/").removesuffix(".html"))
+    return seen
+
+
+@pytest.mark.browser
+def test_next_links_follow_the_table_of_contents(visit: Visit) -> None:
+    seen = _follow(visit, "a.right-next", DOCNAMES[0], len(DOCNAMES) - 1)
+    assert seen == DOCNAMES
+    assert visit.page.locator("a.right-next").count() == 0, "the last page has a next link"
+    assert not visit.errors, "\n".join(visit.errors)
+
+
+@pytest.mark.browser
+def test_previous_links_follow_the_table_of_contents(visit: Visit) -> None:
+    seen = _follow(visit, "a.left-prev", DOCNAMES[-1], len(DOCNAMES) - 1)
+    assert seen == DOCNAMES[::-1]
+    assert visit.page.locator("a.left-prev").count() == 0, "the first page has a previous link"
+    assert not visit.errors, "\n".join(visit.errors)
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("docname", NOTEBOOKS)
+def test_launch_and_download_buttons(visit: Visit, docname: str) -> None:
+    visit.goto(docname)
+    repo = urlsplit(CONFIG["repository"]["url"]).path.strip("/")  # owner/name
+    branch = CONFIG["repository"]["branch"]
+    notebook = f"{docname}.ipynb"
+    hrefs = visit.page.eval_on_selector_all("a[href]", "links => links.map(a => a.href)")
+    colab = [h for h in hrefs if "colab.research.google.com" in h]
+    assert colab == [f"https://colab.research.google.com/github/{repo}/blob/{branch}/{notebook}"]
+    binder = [h for h in hrefs if "mybinder.org" in h]
+    assert binder == [f"https://mybinder.org/v2/gh/{repo}/{branch}?urlpath=tree/{notebook}"]
+    download = visit.page.locator("a.btn-download-source-button")
+    assert download.count() == 1
+    url = urljoin(visit.page.url, download.get_attribute("href"))
+    response = visit.page.request.get(url)
+    assert response.ok, url
+    assert response.body() == (ROOT / notebook).read_bytes()
+
+
+@pytest.mark.browser
+def test_screenshots(visit: Visit) -> None:
+    """Landing page and one chapter, for a person to look at (``_build/screenshots``)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    pages = {"landing": DOCNAMES[0]}
+    if NOTEBOOKS:
+        chapter = next((d for d in NOTEBOOKS if "02_" in d), NOTEBOOKS[0])
+        pages["chapter"] = chapter
+    for name, docname in pages.items():
+        visit.goto(docname)
+        _wait_for_images(visit.page)
+        _wait_for_math(visit.page)
+        path = SCREENSHOTS / f"{name}.png"
+        visit.page.screenshot(path=str(path), full_page=(name == "chapter"))
+        assert path.stat().st_size > 10_000, path
+    assert not visit.errors, "\n".join(visit.errors)
+
+
+def test_mathjax_is_loaded_from_the_pinned_url(book: Path) -> None:
+    """The browser test serves MathJax for exactly this URL; the pages must use it."""
+    pages_with_math = [
+        p for p in book.rglob("*.html") if re.search(r'class="math', p.read_text(encoding="utf-8"))
+    ]
+    for page in pages_with_math:
+        assert MATHJAX_URL in page.read_text(encoding="utf-8"), page
