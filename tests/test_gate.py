@@ -191,9 +191,8 @@ def _chapter_id(path: Path) -> str:
     return path.name
 
 
-@pytest.mark.parametrize("path", CHAPTERS, ids=_chapter_id)
-def test_chapter_outputs_are_reproducible_text(path: Path) -> None:
-    nb = nbformat.read(path, as_version=4)
+def volatile_problems(nb: nbformat.NotebookNode) -> list[str]:
+    """Stored outputs that could not reproduce in another process or on another machine."""
     problems = []
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
@@ -203,6 +202,54 @@ def test_chapter_outputs_are_reproducible_text(path: Path) -> None:
             match = pattern.search(text)
             if match:
                 problems.append(f"cell {index}: {what}: {match.group(0)!r}")
+    return problems
+
+
+def skip_problems(nb: nbformat.NotebookNode, name: str) -> list[str]:
+    """Cells the gate would not compare (tags, or nbval's comment markers in the source)."""
+    problems = []
+    ignored = 0
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        tags = cell.metadata.get("tags", [])
+        if "nbval-skip" in tags or "NBVAL_SKIP" in cell.source:
+            problems.append(f"cell {index} is skipped by nbval")
+        if "skip-execution" in tags:
+            problems.append(f"cell {index} is tagged skip-execution")
+        ignored += "nbval-ignore-output" in tags or "NBVAL_IGNORE_OUTPUT" in cell.source
+    allowed = IGNORE_OUTPUT_ALLOWED.get(name, 0)
+    if ignored > allowed:
+        problems.append(f"{ignored} cells with ignored outputs, {allowed} allowed")
+    return problems
+
+
+def test_static_checks_catch_what_they_should() -> None:
+    nb = probe_notebook()
+    for cell in nb.cells[1:]:
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="fine 0.123\n")]
+    assert volatile_problems(nb) == [] and skip_problems(nb, "02_x.ipynb") == []
+    bad = [
+        "[<matplotlib.lines.Line2D at 0x7f3a2c1d5e90>]",
+        "/tmp/ipykernel_1234/567.py:3: UserWarning: careful",
+        "worker pid 4242 started",
+        "1875/1875 ━━━━━━━━━━━━━━━━━━━━ 3s 2ms/step - loss: 0.2",
+    ]
+    for text in bad:
+        nb.cells[2].outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
+        assert volatile_problems(nb), text
+    nb.cells[2].outputs = []
+    nb.cells[2].metadata["tags"] = ["nbval-ignore-output"]
+    assert skip_problems(nb, "02_x.ipynb") and not skip_problems(nb, "01_why_runs_differ.ipynb")
+    nb.cells[3].source = "# NBVAL_IGNORE_OUTPUT\n" + nb.cells[3].source
+    assert skip_problems(nb, "01_why_runs_differ.ipynb")  # a second ignored cell
+    nb.cells[1].source = "# NBVAL_SKIP\n" + nb.cells[1].source
+    assert any("skipped" in p for p in skip_problems(nb, "01_why_runs_differ.ipynb"))
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=_chapter_id)
+def test_chapter_outputs_are_reproducible_text(path: Path) -> None:
+    problems = volatile_problems(nbformat.read(path, as_version=4))
     assert not problems, "\n".join(problems)
 
 
@@ -218,15 +265,8 @@ def test_chapter_is_fully_executed_in_order(path: Path) -> None:
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=_chapter_id)
 def test_chapter_gives_the_gate_nothing_to_skip(path: Path) -> None:
-    nb = nbformat.read(path, as_version=4)
-    ignored = 0
-    for index, cell in enumerate(nb.cells):
-        tags = cell.metadata.get("tags", [])
-        assert "nbval-skip" not in tags, f"cell {index} is tagged nbval-skip"
-        assert "skip-execution" not in tags, f"cell {index} is tagged skip-execution"
-        ignored += "nbval-ignore-output" in tags
-    allowed = IGNORE_OUTPUT_ALLOWED.get(path.name, 0)
-    assert ignored <= allowed, f"{ignored} cells tagged nbval-ignore-output, {allowed} allowed"
+    problems = skip_problems(nbformat.read(path, as_version=4), path.name)
+    assert not problems, "\n".join(problems)
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=_chapter_id)
