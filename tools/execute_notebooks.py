@@ -17,7 +17,9 @@ import time
 from pathlib import Path
 
 import nbformat
+from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
+from nbval.kernel import CURRENT_ENV_KERNEL_NAME, NbvalKernelspecManager
 
 from reprodl.runtime import REPRODUCIBLE_ENV
 
@@ -43,10 +45,15 @@ def clean(nb: nbformat.NotebookNode) -> None:
 def execute(path: Path) -> float:
     """Execute one notebook in place; return the seconds it took."""
     nb = nbformat.read(path, as_version=4)
+    # The kernel nbval's --nbval-current-env starts: this interpreter, whatever kernelspecs the
+    # user has installed (a user-level "python3" kernelspec may point at another Python).
+    kernel = KernelManager(
+        kernel_name=CURRENT_ENV_KERNEL_NAME, kernel_spec_manager=NbvalKernelspecManager()
+    )
     client = NotebookClient(
         nb,
+        km=kernel,
         timeout=CELL_TIMEOUT,
-        kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
         record_timing=False,
     )
