@@ -121,3 +121,31 @@ def training_curves(losses, evaluations: Mapping[int, float], *, smooth: int = 1
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def spread_by_group(
+    groups: Mapping[str, Sequence[float]],
+    *,
+    ylabel: str = "",
+    title: str = "",
+    labels: Mapping[str, Sequence[str]] | None = None,
+):
+    """Each group's runs as dots in one column, with the group's min-max range and mean marked.
+
+    For "same everything but one source of randomness" experiments: the height of a column is the
+    spread that source alone causes. ``labels`` optionally names each dot (e.g. the order seed).
+    """
+    fig, ax = plt.subplots(figsize=(2.2 + 1.8 * len(groups), 3.6))
+    for i, (name, values) in enumerate(groups.items()):
+        y = np.asarray(values, dtype=np.float64)
+        x = i + np.linspace(-0.15, 0.15, len(y)) if len(y) > 1 else np.array([float(i)])
+        ax.vlines(i - 0.25, y.min(), y.max(), color="gray", linewidth=3, alpha=0.5)
+        ax.hlines(y.mean(), i - 0.22, i + 0.22, color="black", linestyle="--", linewidth=1)
+        ax.plot(x, y, "o", color=f"C{i}")
+        for xi, yi, text in zip(x, y, (labels or {}).get(name, ()), strict=False):
+            ax.annotate(text, (xi, yi), xytext=(4, 0), textcoords="offset points", fontsize=7)
+    ax.set_xticks(range(len(groups)), list(groups))
+    ax.set_xlim(-0.6, len(groups) - 0.4)
+    ax.set(ylabel=ylabel, title=title)
+    fig.tight_layout()
+    return fig
