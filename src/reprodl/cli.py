@@ -1,7 +1,14 @@
-"""Command line: ``python -m reprodl train|env``.
+"""Command line: ``python -m reprodl train|compare|bisect|env`` (and ``replay``, used by bisect).
 
 ``train`` prints only deterministic lines on stdout (loss, accuracy, fingerprint), so two runs can
-be compared with ``diff``; the wall-clock time goes to stderr.
+be compared with ``diff``; the wall-clock time goes to stderr. With ``--record FILE`` it also saves
+a run record (:mod:`reprodl.records`), with ``--checkpoint-every K`` checkpoints for ``bisect``.
+
+``compare A B`` and ``bisect A B`` print a divergence report (:mod:`reprodl.divergence`).
+
+Exit status: 0 success (compare/bisect: the runs are identical); 1 compare/bisect: the runs
+diverge, train: bad or missing data or checkpoint; 2 usage error, or (compare/bisect/replay) a
+record that is corrupt, missing or cannot be compared, or a replay that failed.
 """
 
 from __future__ import annotations
@@ -10,16 +17,13 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import reprodl  # noqa: F401  (pins the environment before NumPy / TensorFlow load)
 from reprodl.models import MODELS
+from reprodl.training import DEFAULTS, ORDERS
 
-#: Per-model defaults: optimizer, learning rate, batch size.
-DEFAULTS = {
-    "softmax": ("sgd", 0.5, 100),
-    "mlp": ("adam", 1e-3, 100),
-    "cnn": ("adam", 1e-3, 50),
-}
+__all__ = ["DEFAULTS", "build_parser", "main"]
 
 
 def _positive_int(text: str) -> int:
@@ -42,6 +46,10 @@ def _seed(text: str) -> int:
     return value
 
 
+def _step(text: str) -> int:
+    return _seed(text)
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -50,6 +58,20 @@ def _positive_float(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a rate in [0, 1), got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a rate in [0, 1), got {text!r}")
+    return value
+
+
+def _dropout_seed(text: str) -> int | str:
+    return "entropy" if text == "entropy" else _seed(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,47 +90,172 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument(
         "--no-op-determinism", action="store_true", help="leave TensorFlow's op determinism off"
     )
+    tr.add_argument("--dropout", type=_rate, help="dropout rate (mlp, cnn)")
+    tr.add_argument(
+        "--dropout-seed",
+        type=_dropout_seed,
+        metavar="N|entropy",
+        help="seed of the dropout masks (default: from --seed); 'entropy': from os.urandom",
+    )
+    tr.add_argument(
+        "--order",
+        choices=ORDERS,
+        default="seeded",
+        help="batch order: seeded (default), global (NumPy's global state, the classic "
+        "next_batch), global-after-first (seeded first epoch, then the global state)",
+    )
+    tr.add_argument(
+        "--intra-op-threads",
+        type=_positive_int,
+        metavar="N",
+        help="TensorFlow intra-op threads instead of the pinned count (changes the bits)",
+    )
+    tr.add_argument("--record", metavar="FILE", help="save a run record (JSON) to FILE")
+    tr.add_argument(
+        "--digest-every",
+        type=_positive_int,
+        metavar="K",
+        help="record per-variable digests every K steps (default: at checkpoints only)",
+    )
+    tr.add_argument(
+        "--checkpoint-every",
+        type=_positive_int,
+        metavar="K",
+        help="write a checkpoint every K steps",
+    )
+    tr.add_argument(
+        "--checkpoint-dir", metavar="DIR", help="checkpoint folder (default: the record's .ckpt)"
+    )
+    tr.add_argument("--resume", metavar="CKPT", help="resume from a checkpoint file (.npz)")
+
+    for name, text in (
+        ("compare", "compare two run records: first differing step and variable"),
+        ("bisect", "replay two recorded runs from their last agreeing checkpoint, step by step"),
+    ):
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument("run_a", metavar="RUN_A", help="run record (JSON)")
+        p.add_argument("run_b", metavar="RUN_B", help="run record (JSON)")
+
+    rp = sub.add_parser("replay", help="replay part of a recorded run (used by bisect)")
+    rp.add_argument("record", metavar="RECORD")
+    rp.add_argument("--start", type=_step, required=True, help="checkpoint step to start from")
+    rp.add_argument("--end", type=_positive_int, required=True, help="last step to replay")
+    rp.add_argument("--out", required=True, help="where to write the states (.npz)")
 
     env = sub.add_parser("env", help="print the environment report")
     env.add_argument("--json", action="store_true", help="as JSON")
     return parser
 
 
-def _train(args: argparse.Namespace) -> int:
+def _check_train_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Usage errors that argparse cannot express (exit status 2)."""
+    if args.record and args.resume:
+        parser.error("--record covers a whole run: it cannot be combined with --resume")
+    if args.checkpoint_every and not (args.record or args.checkpoint_dir):
+        parser.error("--checkpoint-every needs --checkpoint-dir (or --record)")
+    if args.checkpoint_dir and not args.checkpoint_every:
+        parser.error("--checkpoint-dir needs --checkpoint-every")
+    if args.digest_every and not args.record:
+        parser.error("--digest-every needs --record")
+    if args.model == "softmax" and (args.dropout is not None or args.dropout_seed is not None):
+        parser.error("the softmax model has no dropout layer")
+
+
+def _train(args: argparse.Namespace, command: list[str]) -> int:
     from reprodl import runtime
 
     runtime.setup(args.seed, op_determinism=not args.no_op_determinism)
-    from reprodl import data, models, training
+    from reprodl import data, divergence, training
     from reprodl.batches import steps_per_epoch
 
+    partial = training.RunSpec(
+        model=args.model,
+        steps=1,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        dropout=args.dropout,
+        dropout_seed=args.dropout_seed,
+        order=args.order,
+        intra_op_threads=args.intra_op_threads,
+        op_determinism=not args.no_op_determinism,
+    ).resolved()
+    training.apply_process_settings(partial)  # before any TensorFlow op runs
     mnist = data.load_mnist(args.data)
-    opt_name, lr, batch = DEFAULTS[args.model]
-    lr = args.lr or lr
-    batch = args.batch_size or batch
+    batch = partial.batch_size
     steps = args.steps or args.epochs * steps_per_epoch(len(mnist.train), batch)
-    model = models.build(args.model, args.seed)
-    record = training.train(
-        model,
+    spec = training.RunSpec(**{**partial.to_dict(), "steps": steps})
+    folder = None
+    if args.checkpoint_every:
+        folder = Path(args.checkpoint_dir or Path(args.record).with_suffix(".ckpt"))
+    digest_every = args.digest_every or 0
+    model, record = training.run(
+        spec,
         mnist.train,
-        steps=steps,
-        batch_size=batch,
-        optimizer=training.make_optimizer(opt_name, lr),
-        order_seed=args.seed,
+        digest_every=digest_every,
+        checkpoint_every=args.checkpoint_every or 0,
+        checkpoint_dir=folder,
+        resume=args.resume,
     )
     test = training.evaluate(model, mnist.test)
     print(
         f"model {args.model}, seed {args.seed}, {steps} steps of batch {batch}, "
-        f"{opt_name} lr {lr:g}"
+        f"{spec.optimizer} lr {spec.learning_rate:g}"
     )
     print(f"op determinism {'off' if args.no_op_determinism else 'on'}")
     print(f"final loss {training.format_float(record.final_loss)}")
     print(f"test accuracy {test}")
     print(f"fingerprint {record.final_digest}")
+    if args.intra_op_threads:
+        print(f"intra-op threads {args.intra_op_threads}")
+    if args.resume:
+        print(f"resumed from step {record.start_step}")
+    if args.record:
+        divergence.save_run(
+            spec,
+            record,
+            args.record,
+            digest_every,
+            args.checkpoint_every or 0,
+            folder,
+            command,
+        )
+        print(f"record {args.record}")
     print(
         f"trained in {record.seconds:.1f} s ({record.steps_per_second:.1f} steps/s after the "
         "first step)",
         file=sys.stderr,
     )
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from reprodl import divergence
+
+    result = divergence.compare(args.run_a, args.run_b)
+    print(result)
+    return 0 if result.identical else 1
+
+
+def _bisect(args: argparse.Namespace) -> int:
+    from reprodl import divergence
+
+    result = divergence.bisect(args.run_a, args.run_b, isolate=True)
+    if result.diverged:
+        print(result.comparison)
+    print(result)
+    return 1 if result.diverged else 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from reprodl import divergence, records, runtime, training
+
+    rec = records.load(args.record)
+    spec = training.RunSpec.from_dict(rec.meta["run"]).resolved()
+    runtime.setup(spec.seed, op_determinism=spec.op_determinism)
+    training.apply_process_settings(spec)
+    rep = divergence.replay(rec, args.start, args.end)
+    divergence._save_replay(rep, args.out)
     return 0
 
 
@@ -130,12 +277,28 @@ def _env(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status (2 for usage errors, 1 for bad data)."""
-    args = build_parser().parse_args(argv)
+    """Entry point; returns the exit status (see the module docstring)."""
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
     from reprodl.data import DownloadError, MnistError
+    from reprodl.records import RecordError
+    from reprodl.training import CheckpointError
 
+    if args.command == "train":
+        _check_train_args(parser, args)
+        try:
+            return _train(args, ["python", "-m", "reprodl", *argv])
+        except (MnistError, DownloadError, FileNotFoundError, CheckpointError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        except ValueError as exc:  # e.g. --resume from a step at or after --steps
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    if args.command == "env":
+        return _env(args)
     try:
-        return {"train": _train, "env": _env}[args.command](args)
-    except (MnistError, DownloadError, FileNotFoundError) as exc:
+        return {"compare": _compare, "bisect": _bisect, "replay": _replay}[args.command](args)
+    except (RecordError, CheckpointError, RuntimeError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 2

@@ -1,0 +1,547 @@
+"""Find where two runs diverge: the first step, the first variable, and how large the gap grows.
+
+The usual way to hunt a run that matches for a while and then drifts is print statements until the
+first difference shows. This module does it from two run records (:mod:`reprodl.records`):
+
+- :func:`compare` reads the per-step losses and the per-variable digests and reports the first step
+  whose loss differs (bit for bit), the last recorded step where every variable still agrees, the
+  first one where some do not, which variable comes first, and the loss difference at every step.
+- :func:`bisect` narrows a coarse answer down to one step. It restarts both runs from their last
+  agreeing checkpoint, replays only the interval up to the first disagreeing digest, compares the
+  full state after every step, and reports the first differing step and variable with the largest
+  absolute weight difference there and at the end of the interval. Each side runs in this process
+  or, when it needs process-global settings this process cannot take (TensorFlow's intra-op thread
+  count is fixed once an op has run), in a process of its own (``python -m reprodl replay``). Each
+  replay is checked against its own record, so a hidden setting that the record does not capture
+  shows up as "does not reproduce its record" instead of a wrong answer.
+
+``python -m reprodl compare A B`` and ``python -m reprodl bisect A B`` print the same reports.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shlex
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reprodl import fingerprint, records
+from reprodl.records import RecordError, RunRecord
+
+#: How many variable names a report lists before it says "...".
+LIST_LIMIT = 6
+
+
+def _fmt(x: float) -> str:
+    from reprodl.training import format_float
+
+    return format_float(x)
+
+
+def _fmt_diff(x: float) -> str:
+    """A difference at full float32 precision, in scientific notation (they are often tiny)."""
+    if x == 0:
+        return "0"
+    return np.format_float_scientific(np.float32(x), unique=True, trim="-")
+
+
+def _flatten(meta: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in meta.items():
+        if isinstance(value, Mapping) and value:
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _meta_text(value: Any) -> str:
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return shlex.join(value)
+    return "-" if value is None else str(value)
+
+
+def _names_text(names: list[str]) -> str:
+    shown = ", ".join(names[:LIST_LIMIT])
+    return shown + (f", ... ({len(names) - LIST_LIMIT} more)" if len(names) > LIST_LIMIT else "")
+
+
+@dataclass
+class Comparison:
+    """What :func:`compare` found. Steps count from 1; digest step 0 is the state before it."""
+
+    a: RunRecord
+    b: RunRecord
+    meta_differences: list[tuple[str, Any, Any]]
+    loss_differs: np.ndarray  # bool per step: the float32 bits differ
+    loss_difference: np.ndarray  # |A - B| per step, float64 (0 where equal)
+    first_loss_step: int | None
+    digest_steps: list[int]
+    first_digest_step: int | None  # first recorded step where some variable's digest differs
+    last_agreeing_step: int | None  # last recorded step before it where all agree
+    differing_variables: list[str]  # at first_digest_step, in the model's order
+
+    @property
+    def identical(self) -> bool:
+        return self.first_loss_step is None and self.first_digest_step is None
+
+    @property
+    def first_step(self) -> int | None:
+        """The earliest step with a visible difference (a loss, or a digest after the step)."""
+        found = [s for s in (self.first_loss_step, self.first_digest_step) if s is not None]
+        return min(found) if found else None
+
+    @property
+    def first_variable(self) -> str | None:
+        return self.differing_variables[0] if self.differing_variables else None
+
+    def lines(self) -> list[str]:
+        """The report: plain lines, the same every time for the same two records."""
+        a, b = self.a, self.b
+        m = a.meta
+        out = [
+            f"A: {a.name}",
+            f"B: {b.name}",
+            f"model {m['model']}, {a.steps} steps; state digests at steps "
+            f"{records._steps_text(self.digest_steps)}",
+        ]
+        if self.meta_differences:
+            out.append("meta differences (A | B):")
+            for key, va, vb in self.meta_differences:
+                out.append(f"  {key}: {_meta_text(va)} | {_meta_text(vb)}")
+        else:
+            out.append("meta: identical")
+        if self.first_loss_step is None:
+            out.append(f"losses: identical at all {a.steps} steps")
+        else:
+            s = self.first_loss_step
+            d = self.loss_difference
+            worst = int(np.nanargmax(np.where(np.isnan(d), -1.0, d))) + 1
+            out.append(
+                f"losses: first differ at step {s}: A {_fmt(a.losses[s - 1])}, "
+                f"B {_fmt(b.losses[s - 1])}, |A-B| {_fmt_diff(d[s - 1])}"
+            )
+            out.append(
+                f"losses: differ at {int(self.loss_differs.sum())} of {a.steps} steps; largest "
+                f"|A-B| {_fmt_diff(d[worst - 1])} at step {worst}; "
+                f"at step {a.steps}: {_fmt_diff(d[-1])}"
+            )
+        if self.first_digest_step is None:
+            out.append("weights: identical at every recorded step")
+        else:
+            s = self.first_digest_step
+            n = len(a.variables)
+            if s == 0:
+                out.append("weights: differ already at step 0 (before training)")
+            else:
+                out.append(
+                    f"weights: identical at step {self.last_agreeing_step}, differ at step {s} "
+                    f"(first changed after one of steps {self.last_agreeing_step + 1}..{s})"
+                )
+            out.append(f"  first differing variable: {self.first_variable}")
+            out.append(
+                f"  differing at step {s}: {len(self.differing_variables)} of {n} variables "
+                f"({_names_text(self.differing_variables)})"
+            )
+        same = a.final_digest == b.final_digest
+        out.append(
+            "final fingerprint: identical"
+            if same
+            else f"final fingerprint: A {fingerprint.short(a.final_digest)}, "
+            f"B {fingerprint.short(b.final_digest)}"
+        )
+        if self.identical:
+            out.append("verdict: identical (every loss and every recorded digest agree)")
+        else:
+            out.append(f"verdict: the runs diverge; first difference at step {self.first_step}")
+        return out
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+
+def compare(a: RunRecord | str | os.PathLike[str], b: RunRecord | str | os.PathLike[str]):
+    """Compare two run records (objects or files); :class:`RecordError` if they cannot be."""
+    a = a if isinstance(a, RunRecord) else records.load(a)
+    b = b if isinstance(b, RunRecord) else records.load(b)
+    records.check_comparable(a, b)
+    fa, fb = _flatten(a.meta), _flatten(b.meta)
+    keys = list(fa) + [k for k in fb if k not in fa]
+    meta_diff = [(k, fa.get(k), fb.get(k)) for k in keys if fa.get(k) != fb.get(k)]
+    la, lb = a.losses.astype(np.float32), b.losses.astype(np.float32)
+    differs = la.view(np.uint32) != lb.view(np.uint32)
+    diff = np.abs(la.astype(np.float64) - lb.astype(np.float64))
+    diff[~differs] = 0.0
+    first_loss = int(np.argmax(differs)) + 1 if differs.any() else None
+    steps = sorted(a.digests)
+    first_digest = last_agree = None
+    differing: list[str] = []
+    for step in steps:
+        bad = [n for n in a.variable_names if a.digests[step][n] != b.digests[step][n]]
+        if bad:
+            first_digest, differing = step, bad
+            break
+        last_agree = step
+    return Comparison(
+        a=a,
+        b=b,
+        meta_differences=meta_diff,
+        loss_differs=differs,
+        loss_difference=diff,
+        first_loss_step=first_loss,
+        digest_steps=steps,
+        first_digest_step=first_digest,
+        last_agreeing_step=last_agree,
+        differing_variables=differing,
+    )
+
+
+# --- recording runs in this process ----------------------------------------------------------
+
+
+def record(
+    spec,
+    path: str | os.PathLike[str],
+    *,
+    data=None,
+    digest_every: int = 0,
+    checkpoint_every: int = 0,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    command: list[str] | None = None,
+) -> RunRecord:
+    """Train ``spec`` (a :class:`~reprodl.training.RunSpec`) in this process and save its record.
+
+    ``data`` is the training split (default: MNIST's). Checkpoints go to ``checkpoint_dir``
+    (default: the record's name with ``.ckpt``). Returns the saved record.
+    """
+    from reprodl import training
+
+    path = Path(path)
+    if data is None:
+        from reprodl.data import load_mnist
+
+        data = load_mnist().train
+    spec = spec.resolved()
+    folder = Path(checkpoint_dir) if checkpoint_dir else path.with_suffix(".ckpt")
+    _, trec = training.run(
+        spec,
+        data,
+        digest_every=digest_every,
+        checkpoint_every=checkpoint_every,
+        checkpoint_dir=folder if checkpoint_every else None,
+    )
+    return save_run(spec, trec, path, digest_every, checkpoint_every, folder, command)
+
+
+def save_run(spec, trec, path, digest_every, checkpoint_every, folder, command=None) -> RunRecord:
+    """Turn a finished run into a record file (used by :func:`record` and the command line)."""
+    path = Path(path)
+    ckpt = None
+    if checkpoint_every:
+        ckpt = {"dir": os.path.relpath(folder, path.parent), "every": checkpoint_every}
+    rec = records.from_training(
+        spec.to_dict(), trec, command=command, digest_every=digest_every, checkpoints=ckpt
+    )
+    records.save(rec, path)
+    return rec
+
+
+# --- replaying an interval -------------------------------------------------------------------
+
+
+@dataclass
+class Replay:
+    """One side's replay: the state after every step ``start..end`` and the losses in between."""
+
+    start: int
+    end: int
+    losses: np.ndarray  # steps start+1 .. end
+    names: list[str]
+    states: list[list[np.ndarray]]  # states[j][i]: variable i after step start + j
+    where: str = "in this process"
+
+    def state_digests(self, j: int) -> dict[str, str]:
+        return {
+            n: fingerprint.array_digest(a) for n, a in zip(self.names, self.states[j], strict=True)
+        }
+
+
+@contextmanager
+def _global_random_state_kept() -> Iterator[None]:
+    """Restore NumPy's and Python's global random state afterwards (a replay resets them)."""
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        yield
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+
+
+def replay(rec: RunRecord, start: int, end: int, *, data=None) -> Replay:
+    """Replay steps ``start + 1 .. end`` of ``rec`` in this process from its checkpoint at
+    ``start``, keeping the full state after every step. The process must have the run's
+    process-global settings (:func:`reprodl.training.apply_process_settings` sets them if it can).
+    """
+    from reprodl import training
+
+    spec = training.RunSpec.from_dict(rec.meta["run"]).resolved()
+    ckpt = _checkpoint(rec, start)
+    if data is None:
+        from reprodl.data import load_mnist
+
+        data = load_mnist().train
+    training.apply_process_settings(spec)
+    states = [list(ckpt.model.values())]
+    with _global_random_state_kept():
+        model, optimizer, stream = training.build(spec, len(data))
+
+        def keep(step: int, loss: float) -> None:
+            states.append(list(training.state_arrays(model).values()))
+
+        trec = training.train(
+            model,
+            data,
+            steps=end,
+            batch_size=spec.batch_size,
+            optimizer=optimizer,
+            order_seed=spec.seed,
+            stream=stream,
+            resume=ckpt,
+            on_step=keep,
+        )
+    return Replay(start, end, trec.losses, list(ckpt.model), states)
+
+
+def _save_replay(rep: Replay, path: str | os.PathLike[str]) -> None:
+    from reprodl.training import atomic_write
+
+    arrays = {
+        "start": np.array(rep.start),
+        "end": np.array(rep.end),
+        "losses": rep.losses,
+        "names": np.array(rep.names, dtype=str),
+    }
+    for j, state in enumerate(rep.states):
+        for i, a in enumerate(state):
+            arrays[f"state/{j}/{i}"] = a
+    atomic_write(path, lambda fh: np.savez(fh, **arrays))
+
+
+def _load_replay(path: str | os.PathLike[str], where: str) -> Replay:
+    with np.load(path, allow_pickle=False) as z:
+        start, end = int(z["start"]), int(z["end"])
+        names = [str(n) for n in z["names"]]
+        states = [[z[f"state/{j}/{i}"] for i in range(len(names))] for j in range(end - start + 1)]
+        return Replay(start, end, z["losses"], names, states, where)
+
+
+def replay_in_subprocess(rec: RunRecord, start: int, end: int, reason: str = "") -> Replay:
+    """:func:`replay` in a fresh ``python -m reprodl replay`` process (own thread settings)."""
+    if not rec.source:
+        raise RecordError("a record must be saved to a file to be replayed in another process")
+    with tempfile.TemporaryDirectory(prefix="reprodl-replay-") as tmp:
+        out = Path(tmp) / "replay.npz"
+        argv = ["-m", "reprodl", "replay", rec.source, "--start", str(start), "--end", str(end)]
+        proc = subprocess.run(
+            [sys.executable, *argv, "--out", str(out)], capture_output=True, text=True
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(
+                f"replaying {rec.name} failed (exit status {proc.returncode}):\n{proc.stderr}"
+            )
+        where = "in a process of its own" + (f" (it needs {reason})" if reason else "")
+        return _load_replay(out, where)
+
+
+def _checkpoint(rec: RunRecord, step: int):
+    """The checkpoint of ``rec`` at ``step``, checked against the record's digests there."""
+    from reprodl import training
+
+    folder = rec.checkpoint_dir()
+    if folder is None:
+        raise RecordError(f"{rec.name}: no checkpoints (record the run with checkpoints)")
+    try:
+        ckpt = training.load_checkpoint(training.checkpoint_path(folder, step))
+    except training.CheckpointError as exc:
+        raise RecordError(f"{rec.name}: {exc}") from None
+    if ckpt.step != step or list(ckpt.model) != rec.variable_names:
+        raise RecordError(f"{rec.name}: checkpoint {ckpt.path} is not this run's step {step}")
+    digests = {n: fingerprint.array_digest(a) for n, a in ckpt.model.items()}
+    if step in rec.digests and digests != rec.digests[step]:
+        raise RecordError(f"{rec.name}: checkpoint {ckpt.path} does not match the record's digests")
+    return ckpt
+
+
+def _reproduces(rec: RunRecord, rep: Replay) -> str | None:
+    """None if the replay matches the record's losses and digests; else what differs."""
+    want = rec.losses[rep.start : rep.end].view(np.uint32)
+    got = np.asarray(rep.losses, dtype=np.float32).view(np.uint32)
+    if len(got) != len(want) or not np.array_equal(got, want):
+        bad = int(np.argmax(got != want)) + rep.start + 1 if len(got) == len(want) else rep.end
+        return f"its loss at step {bad} differs from the record"
+    for step in range(rep.start, rep.end + 1):
+        if step in rec.digests and rep.state_digests(step - rep.start) != rec.digests[step]:
+            return f"its state after step {step} differs from the record"
+    return None
+
+
+@dataclass
+class Bisection:
+    """What :func:`bisect` found at per-step granularity inside the replayed interval."""
+
+    comparison: Comparison
+    start: int | None = None
+    end: int | None = None
+    checkpoint_differences: list[str] = field(default_factory=list)
+    replays: tuple[Replay, Replay] | None = None
+    reproduced: tuple[str | None, str | None] = (None, None)
+    first_step: int | None = None  # first step whose state (after the step) differs
+    first_variable: str | None = None
+    first_differs: dict[str, int | None] = field(default_factory=dict)
+    #: For float variables: max |A - B| after each step ``start..end`` (index 0 is ``start``).
+    weight_differences: dict[str, np.ndarray] = field(default_factory=dict)
+    first_loss_step: int | None = None
+
+    @property
+    def diverged(self) -> bool:
+        return not self.comparison.identical
+
+    def lines(self) -> list[str]:
+        """The report: plain lines, the same every time for the same two records."""
+        if not self.diverged:
+            return ["bisect: nothing to do, the records are identical"]
+        s, e = self.start, self.end
+        out = [
+            f"bisect: replayed steps {s + 1}..{e} of both runs from their checkpoints at step {s}"
+        ]
+        for label, rep, problem in zip("AB", self.replays, self.reproduced, strict=True):
+            verdict = "reproduces its record" if problem is None else f"does NOT: {problem}"
+            out.append(f"  {label}: {rep.where}; {verdict}")
+        if self.checkpoint_differences:
+            out.append(
+                f"checkpoints at step {s} differ in: {', '.join(self.checkpoint_differences)}"
+            )
+        else:
+            out.append(f"checkpoints at step {s}: identical")
+        if self.first_step is None:
+            out.append(f"state: identical after every step {s}..{e}")
+        else:
+            note = " (the checkpoints already differ)" if self.first_step == s else ""
+            out.append(f"first differing step: {self.first_step}{note}")
+            out.append(f"first differing variable: {self.first_variable}")
+        if self.first_loss_step is not None:
+            out.append(f"losses in the replay: first differ at step {self.first_loss_step}")
+        else:
+            out.append("losses in the replay: identical")
+        if self.first_step is not None:
+            rows = [("variable", "first differs", "max |A-B| there", f"max |A-B| at step {e}")]
+            for name, first in self.first_differs.items():
+                if first is None:
+                    rows.append((name, "never", "", ""))
+                elif name in self.weight_differences:
+                    w = self.weight_differences[name]
+                    rows.append((name, f"step {first}", _fmt_diff(w[first - s]), _fmt_diff(w[-1])))
+                else:
+                    rows.append((name, f"step {first}", "(not a float)", ""))
+            widths = [max(len(r[i]) for r in rows) for i in range(4)]
+            out += [
+                "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+            ]
+        return out
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+
+def _isolate(rec: RunRecord) -> list[str]:
+    from reprodl import training
+
+    return training.process_settings_differ(training.RunSpec.from_dict(rec.meta["run"]))
+
+
+def bisect(
+    a: RunRecord | str | os.PathLike[str],
+    b: RunRecord | str | os.PathLike[str],
+    *,
+    isolate: bool | None = None,
+    data=None,
+) -> Bisection:
+    """Find the first step (and variable) where two recorded runs differ, replaying from their
+    last agreeing checkpoint with per-step comparison of the full state.
+
+    ``isolate=None`` replays a side in its own process only when it needs process-global settings
+    this process does not have; ``True`` always does (``data`` must then be MNIST's); ``False``
+    never does. ``data`` is the training split for in-process replays (default: MNIST's).
+    """
+    cmp = compare(a, b)
+    result = Bisection(comparison=cmp)
+    if cmp.identical:
+        return result
+    a, b = cmp.a, cmp.b
+    common = sorted(set(a.checkpoint_steps()) & set(b.checkpoint_steps()))
+    for rec in (a, b):
+        if not rec.checkpoint_steps():
+            raise RecordError(f"{rec.name}: no checkpoints (record the run with checkpoints)")
+    if not common:
+        raise RecordError(f"{a.name} and {b.name}: no checkpoint step in common")
+    target = cmp.first_digest_step if cmp.first_digest_step is not None else cmp.first_loss_step
+    start = max([c for c in common if c < target], default=0) if target else 0
+    later = [
+        s
+        for s in cmp.digest_steps
+        if s > start and any(a.digests[s][n] != b.digests[s][n] for n in a.variable_names)
+    ]
+    if later:
+        end = later[0]
+    elif cmp.first_loss_step is not None and cmp.first_loss_step > start:
+        end = cmp.first_loss_step
+    else:
+        end = min(start + 1, a.steps)
+    ckpt_a, ckpt_b = _checkpoint(a, start), _checkpoint(b, start)
+    replays = []
+    for rec in (a, b):
+        reasons = _isolate(rec)
+        if isolate or (isolate is None and reasons):
+            why = "; ".join(reasons) if isolate is None else ""
+            replays.append(replay_in_subprocess(rec, start, end, why))
+        else:
+            replays.append(replay(rec, start, end, data=data))
+    ra, rb = replays
+    result.start, result.end = start, end
+    result.checkpoint_differences = ckpt_a.differences(ckpt_b)
+    result.replays = (ra, rb)
+    result.reproduced = (_reproduces(a, ra), _reproduces(b, rb))
+    for i, info in enumerate(a.variables):
+        name = info["name"]
+        diffs = [
+            sa[i].tobytes() != sb[i].tobytes() for sa, sb in zip(ra.states, rb.states, strict=True)
+        ]
+        result.first_differs[name] = start + diffs.index(True) if any(diffs) else None
+        if np.issubdtype(np.dtype(info["dtype"]), np.floating):
+            result.weight_differences[name] = np.array(
+                [
+                    float(np.max(np.abs(sa[i].astype(np.float64) - sb[i].astype(np.float64))))
+                    if sa[i].size
+                    else 0.0
+                    for sa, sb in zip(ra.states, rb.states, strict=True)
+                ]
+            )
+    firsts = [(s, n) for n, s in result.first_differs.items() if s is not None]
+    if firsts:
+        step = min(s for s, _ in firsts)
+        result.first_step = step
+        result.first_variable = next(n for s, n in firsts if s == step)
+    la = np.asarray(ra.losses, dtype=np.float32).view(np.uint32)
+    lb = np.asarray(rb.losses, dtype=np.float32).view(np.uint32)
+    if (la != lb).any():
+        result.first_loss_step = start + int(np.argmax(la != lb)) + 1
+    return result
