@@ -123,6 +123,58 @@ def training_curves(losses, evaluations: Mapping[int, float], *, smooth: int = 1
     return fig
 
 
+def weight_images(kernel, *, columns: int = 5, title: str = ""):
+    """The columns of a ``(784, 10)`` kernel as ten 28x28 images: red pushes towards the class.
+
+    One colour scale for all panels, symmetric around zero (white), so the panels can be compared.
+    """
+    kernel = np.asarray(kernel, dtype=np.float64)
+    if kernel.ndim != 2 or kernel.shape[0] != 28 * 28:
+        raise ValueError(f"expected a (784, classes) kernel, got shape {kernel.shape}")
+    classes = kernel.shape[1]
+    rows = -(-classes // columns)
+    limit = float(np.abs(kernel).max()) or 1.0
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 1.5, rows * 1.7), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i >= classes:
+            continue
+        image = ax.imshow(kernel[:, i].reshape(28, 28), cmap="RdBu_r", vmin=-limit, vmax=limit)
+        ax.set_title(str(i), fontsize=10)
+    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="weight")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def scores_by_run(
+    panels: Mapping[str, Sequence[float]],
+    *,
+    logy: Sequence[str] = (),
+    xlabel: str = "run",
+    title: str = "",
+):
+    """One panel per named series: each run's score as a dot, the mean as a dashed line.
+
+    Panels named in ``logy`` get a logarithmic y axis (for scores spanning orders of magnitude).
+    """
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.2), squeeze=False)
+    for ax, (label, values) in zip(axes.flat, panels.items(), strict=True):
+        y = np.asarray(values, dtype=np.float64)
+        x = np.arange(1, len(y) + 1)
+        ax.plot(x, y, "o", color="#4C72B0")
+        ax.axhline(y.mean(), color="black", linestyle="--", linewidth=1, label="mean")
+        ax.set(xlabel=xlabel, xticks=x)
+        ax.set_title(label, fontsize=10)
+        if label in logy:
+            ax.set_yscale("log")
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
 def spread_by_group(
     groups: Mapping[str, Sequence[float]],
     *,
