@@ -1,0 +1,170 @@
+"""compare finds the first differing step and variable; bisect finds the exact step on real runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_records import synthetic_record
+
+import reprodl
+from reprodl import divergence, records, training
+from reprodl.data import Split
+from reprodl.records import RecordError
+
+
+def test_identical_records():
+    result = divergence.compare(synthetic_record(), synthetic_record())
+    assert result.identical and result.first_step is None and result.first_variable is None
+    assert result.lines()[-1] == "verdict: identical (every loss and every recorded digest agree)"
+    assert not result.loss_difference.any()
+
+
+def test_first_differing_loss_step_and_sizes():
+    losses = np.linspace(2.3, 0.3, 12, dtype=np.float32)
+    other = losses.copy()
+    other[6:] += np.float32(1e-3) * np.arange(1, 7, dtype=np.float32)  # steps 7..12 drift
+    result = divergence.compare(synthetic_record(losses=losses), synthetic_record(losses=other))
+    assert result.first_loss_step == 7 and result.first_digest_step is None
+    assert not result.loss_difference[:6].any() and result.loss_difference[6:].all()
+    assert result.loss_difference[-1] == pytest.approx(6e-3, rel=1e-3)
+    assert "losses: first differ at step 7" in str(result)
+    assert "differ at 6 of 12 steps" in str(result)
+
+
+def test_a_one_ulp_loss_difference_is_found():
+    losses = np.linspace(2.3, 0.3, 12, dtype=np.float32)
+    other = losses.copy()
+    other[9] = np.nextafter(other[9], np.float32(10))
+    result = divergence.compare(synthetic_record(losses=losses), synthetic_record(losses=other))
+    assert result.first_loss_step == 10
+
+
+def test_first_differing_digest_step_and_variable():
+    a = synthetic_record()
+    b = synthetic_record(changed={"net/logits/kernel": 8, "net/dense/bias": 12})
+    result = divergence.compare(a, b)
+    assert result.first_digest_step == 8 and result.last_agreeing_step == 4
+    assert result.first_variable == "net/logits/kernel"
+    assert result.differing_variables == ["net/logits/kernel"]
+    c = synthetic_record(changed={"net/logits/kernel": 8, "net/dense/bias": 8})
+    result = divergence.compare(a, c)
+    assert result.differing_variables == ["net/dense/bias", "net/logits/kernel"]  # model order
+    assert result.first_variable == "net/dense/bias"
+    assert "weights: identical at step 4, differ at step 8" in str(result)
+
+
+def test_difference_before_training_and_meta_differences():
+    a = synthetic_record()
+    b = synthetic_record(changed={"net/dropout/seed_generator_state": 0})
+    b.meta["settings"] = {"tf_intra_op_threads": 1}
+    result = divergence.compare(a, b)
+    assert result.first_digest_step == 0 and result.first_step == 0
+    assert result.first_variable == "net/dropout/seed_generator_state"
+    assert result.meta_differences == [("settings.tf_intra_op_threads", 2, 1)]
+    text = str(result)
+    assert "weights: differ already at step 0 (before training)" in text
+    assert "settings.tf_intra_op_threads: 2 | 1" in text
+
+
+def test_compare_reads_files_and_reports_deterministically(tmp_path):
+    a = records.save(synthetic_record(), tmp_path / "a.json")
+    b = records.save(synthetic_record(changed={"net/dense/kernel": 4}), tmp_path / "b.json")
+    first = divergence.compare(a, b).lines()
+    assert first == divergence.compare(a, b).lines()
+    assert first[0] == f"A: {a}" and first[1] == f"B: {b}"
+
+
+def test_mismatched_pair_is_an_error():
+    with pytest.raises(RecordError, match="different numbers of steps"):
+        divergence.compare(synthetic_record(), synthetic_record(steps=8))
+
+
+# --- real runs (TensorFlow, in this process, small synthetic data) ----------------------------
+
+
+@pytest.fixture(scope="module")
+def digits() -> Split:
+    """200 digit-like images (the label is the bright row): 10 steps of 20 per epoch."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 200)
+    images = rng.integers(0, 60, (200, 28, 28)).astype(np.uint8)
+    for i, label in enumerate(labels):
+        images[i, 2 * label + 3, :] = 255
+    reprodl.setup(0)
+    return Split(images, labels.astype(np.int64))
+
+
+def test_bisect_finds_the_first_step_of_a_reshuffled_second_epoch(digits, tmp_path):
+    spec = training.RunSpec(model="softmax", steps=30, batch_size=20, order="global-after-first")
+    # The same code twice in one process: epoch 2 is shuffled from NumPy's global state, which
+    # the first run has moved on. Epoch 2 starts at step 11.
+    a = divergence.record(spec, tmp_path / "a.json", data=digits, checkpoint_every=10)
+    b = divergence.record(spec, tmp_path / "b.json", data=digits, checkpoint_every=10)
+    cmp = divergence.compare(a, b)
+    assert cmp.first_loss_step == 11
+    assert (cmp.last_agreeing_step, cmp.first_digest_step) == (10, 20)
+    before = np.random.get_state()[1].copy()
+    result = divergence.bisect(a, b, data=digits)
+    assert np.array_equal(np.random.get_state()[1], before)  # the caller's RNG state is kept
+    assert result.reproduced == (None, None)
+    assert (result.start, result.end) == (10, 20)
+    assert result.first_step == 11 and result.first_loss_step == 11
+    assert result.first_variable == "softmax_regression/logits/kernel"
+    assert "NumPy global random state" in result.checkpoint_differences
+    w = result.weight_differences["softmax_regression/logits/kernel"]
+    assert w[0] == 0 and w[1] > 0 and len(w) == 11  # steps 10..20
+    assert "first differing step: 11" in str(result)
+
+
+def test_bisect_names_an_entropy_seeded_dropout_layer(digits, tmp_path):
+    spec = training.RunSpec(
+        model="mlp", steps=10, batch_size=20, dropout=0.3, dropout_seed="entropy"
+    )
+    a = divergence.record(spec, tmp_path / "a.json", data=digits, checkpoint_every=5)
+    b = divergence.record(spec, tmp_path / "b.json", data=digits, checkpoint_every=5)
+    result = divergence.bisect(a, b, data=digits)
+    assert result.reproduced == (None, None)
+    assert result.first_step == 0 and result.first_variable == "mlp/dropout_1/seed_generator_state"
+    assert result.checkpoint_differences == ["model variable mlp/dropout_1/seed_generator_state"]
+    weights = [v["name"] for v in a.variables if v["kind"] == "weight"]
+    assert all(result.first_differs[n] == 1 for n in weights)
+
+
+def test_identical_runs_bisect_to_nothing(digits, tmp_path):
+    spec = training.RunSpec(model="softmax", steps=6, batch_size=20)
+    a = divergence.record(spec, tmp_path / "a.json", data=digits, checkpoint_every=3)
+    b = divergence.record(spec, tmp_path / "b.json", data=digits, checkpoint_every=3)
+    result = divergence.bisect(a, b, data=digits)
+    assert not result.diverged and result.replays is None
+    assert str(result) == "bisect: nothing to do, the records are identical"
+
+
+def test_resume_from_a_checkpoint_is_bit_exact(digits, tmp_path):
+    # Seeded dropout and the classic global order: the checkpoint must carry the dropout RNG
+    # state, Adam's slots, the stream position and NumPy's global state for this to hold.
+    spec = training.RunSpec(model="mlp", steps=25, batch_size=20, dropout=0.2, order="global")
+    np.random.seed(3)
+    _, full = training.run(spec, digits, checkpoint_every=10, checkpoint_dir=tmp_path)
+    np.random.seed(99)  # a resumed run must not depend on the global state it starts with
+    _, resumed = training.run(spec, digits, resume=tmp_path / "step_00000010.npz")
+    assert resumed.start_step == 10 and resumed.steps == 15
+    assert resumed.final_digest == full.final_digest
+    assert np.array_equal(resumed.losses.view(np.uint32), full.losses[10:].view(np.uint32))
+    assert resumed.final_digests == full.final_digests
+
+
+def test_corrupt_checkpoint_and_missing_checkpoints(digits, tmp_path):
+    spec = training.RunSpec(model="softmax", steps=4, batch_size=20)
+    _, _ = training.run(spec, digits, checkpoint_every=2, checkpoint_dir=tmp_path)
+    path = tmp_path / "step_00000002.npz"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(training.CheckpointError, match="step_00000002.npz: corrupt checkpoint"):
+        training.load_checkpoint(path)
+    a = divergence.record(spec, tmp_path / "a.json", data=digits)
+    b = divergence.record(
+        training.RunSpec(model="softmax", steps=4, batch_size=20, seed=1),
+        tmp_path / "b.json",
+        data=digits,
+    )
+    with pytest.raises(RecordError, match="no checkpoints"):
+        divergence.bisect(a, b, data=digits)

@@ -1,0 +1,226 @@
+"""Run records: exact round trip, atomic writes, and a clear error for every kind of bad file."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reprodl import fingerprint, records
+from reprodl.records import RecordError, RunRecord
+
+VARIABLES = [
+    ("net/dense/kernel", [3, 2], "float32", "weight"),
+    ("net/dense/bias", [2], "float32", "weight"),
+    ("net/dropout/seed_generator_state", [2], "int64", "rng"),
+    ("net/logits/kernel", [2, 2], "float32", "weight"),
+]
+
+
+def synthetic_record(
+    steps: int = 12,
+    every: int = 4,
+    *,
+    losses=None,
+    changed: dict[str, int] | None = None,
+    model: str = "mlp",
+    variables=VARIABLES,
+) -> RunRecord:
+    """A record with digests of made-up arrays; ``changed[name] = step`` makes that variable's
+    state different from that recorded step on (as a second run would be)."""
+    changed = changed or {}
+    digests = {}
+    for step in sorted({*range(0, steps + 1, every), steps}):
+        digests[step] = {}
+        for name, shape, dtype, _ in variables:
+            value = step + (1000 if name in changed and step >= changed[name] else 0)
+            digests[step][name] = fingerprint.array_digest(np.full(shape, value, dtype=dtype))
+    weights = [name for name, *_, kind in variables if kind == "weight"]
+    if losses is None:
+        losses = np.linspace(2.3, 0.3, steps, dtype=np.float32)
+    meta = {
+        "model": model,
+        "seed": 0,
+        "batch_size": 20,
+        "steps": steps,
+        "run": {"model": model, "steps": steps},
+        "command": None,
+        "settings": {"tf_intra_op_threads": 2},
+        "versions": {"reprodl": "0.1.0"},
+        "digest_every": every,
+        "checkpoints": None,
+    }
+    return RunRecord(
+        meta=meta,
+        variables=[
+            {"name": n, "shape": list(s), "dtype": d, "kind": k} for n, s, d, k in variables
+        ],
+        losses=np.asarray(losses, dtype=np.float32),
+        digests=digests,
+        final_digest=fingerprint.combine(digests[steps][n] for n in weights),
+    )
+
+
+def test_round_trip_is_exact(tmp_path):
+    losses = np.array(
+        [2.302585, 0.1, 1e-40, np.float32(1) / 3, np.nan, np.inf, -np.inf, 7.0], dtype=np.float32
+    )
+    rec = synthetic_record(steps=8, losses=losses)
+    path = records.save(rec, tmp_path / "run.json")
+    back = records.load(path)
+    assert back.meta == rec.meta and back.variables == rec.variables
+    assert back.digests == rec.digests and back.final_digest == rec.final_digest
+    assert back.losses.dtype == np.float32
+    assert np.array_equal(back.losses.view(np.uint32)[:4], losses.view(np.uint32)[:4])
+    assert np.isnan(back.losses[4]) and back.losses[5] == np.inf and back.losses[6] == -np.inf
+    assert back.source == str(path) and rec.source == str(path)
+    payload = json.loads(path.read_text())
+    assert payload["format"] == "reprodl.run-record" and payload["version"] == 1
+    assert payload["losses"][4:7] == ["NaN", "Infinity", "-Infinity"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]  # no temp file left
+
+
+def test_saving_an_invalid_record_leaves_the_old_file(tmp_path):
+    path = tmp_path / "run.json"
+    records.save(synthetic_record(), path)
+    before = path.read_bytes()
+    bad = synthetic_record()
+    bad.final_digest = "0" * 64
+    with pytest.raises(RecordError, match="final_digest does not match"):
+        records.save(bad, path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
+
+
+def _edit(payload: dict, change) -> dict:
+    change(payload)
+    return payload
+
+
+def _set(path: str, value):
+    def change(payload):
+        *parents, last = path.split(".")
+        node = payload
+        for key in parents:
+            node = node[key]
+        if value is _DELETE:
+            del node[last]
+        else:
+            node[last] = value
+
+    return change
+
+
+_DELETE = object()
+
+CORRUPT_JSON = {
+    "bad JSON": (lambda text: "{not json", "not valid JSON"),
+    "truncated": (lambda text: text[: len(text) // 2], "truncated"),
+    "empty": (lambda text: "", "empty"),
+    "JSON NaN literal": (
+        lambda text: json.dumps({**json.loads(text), "losses": [math.nan] * 12}),
+        "NaN is not valid JSON",
+    ),
+    "a list": (lambda text: "[1, 2]", "not a run record"),
+}
+
+CORRUPT_FIELDS = {
+    "wrong format": (_set("format", "something-else"), "not a run record (format"),
+    "no format": (_set("format", _DELETE), "no 'format' field"),
+    "wrong version": (_set("version", 2), "version 2 is not supported"),
+    "missing losses": (_set("losses", _DELETE), "missing field 'losses'"),
+    "missing final digest": (_set("final_digest", _DELETE), "missing field 'final_digest'"),
+    "missing meta field": (_set("meta.seed", _DELETE), "missing field 'meta.seed'"),
+    "wrong meta type": (_set("meta.steps", "12"), "'meta.steps' has the wrong type"),
+    "bad checkpoints": (_set("meta.checkpoints", {"dir": 3}), "meta.checkpoints"),
+    "too few losses": (lambda p: p["losses"].pop(), "11 losses for 12 steps"),
+    "not float32": (lambda p: p["losses"].__setitem__(2, 0.1), "not an exact float32"),
+    "not a number": (lambda p: p["losses"].__setitem__(2, "x"), "loss of step 3 is not a number"),
+    "bad digest": (
+        _set("digests.4.net/dense/bias", "xyz"),
+        "bad digest of net/dense/bias at step 4",
+    ),
+    "short digest": (_set("digests.8.net/dense/kernel", "ab" * 31), "not 64 hex digits"),
+    "digest missing": (_set("digests.4.net/dense/bias", _DELETE), "not one per variable"),
+    "no initial digests": (_set("digests.0", _DELETE), "no digests for step 0"),
+    "digest step": (_set("digests.x", {}), "'x' is not a step number"),
+    "final digest": (_set("final_digest", "f" * 64), "final_digest does not match"),
+    "bad final": (_set("final_digest", "F" * 64), "bad final_digest"),
+    "variables": (_set("variables", []), "'variables' must be a non-empty list"),
+    "variable kind": (lambda p: p["variables"][0].__setitem__("kind", "x"), "variables[0]"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPT_JSON))
+def test_corrupt_file_gives_clear_error(tmp_path, case):
+    path = records.save(synthetic_record(), tmp_path / "run.json")
+    corrupt, expected = CORRUPT_JSON[case]
+    text = path.read_text()
+    path.write_text(corrupt(text))
+    with pytest.raises(RecordError) as exc:
+        records.load(path)
+    assert str(exc.value).startswith(f"{path}: ")
+    assert expected in str(exc.value)
+
+
+@pytest.mark.parametrize("case", sorted(CORRUPT_FIELDS))
+def test_invalid_field_gives_clear_error(tmp_path, case):
+    path = records.save(synthetic_record(), tmp_path / "run.json")
+    change, expected = CORRUPT_FIELDS[case]
+    payload = _edit(json.loads(path.read_text()), change)
+    path.write_text(json.dumps(payload))
+    with pytest.raises(RecordError) as exc:
+        records.load(path)
+    assert str(exc.value).startswith(f"{path}: ")
+    assert expected in str(exc.value)
+
+
+def test_missing_and_binary_files(tmp_path):
+    with pytest.raises(RecordError, match="nowhere.json: no such file"):
+        records.load(tmp_path / "nowhere.json")
+    binary = tmp_path / "bin.json"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(RecordError, match="bin.json: not a text file"):
+        records.load(binary)
+
+
+def _named(rec: RunRecord, name: str) -> RunRecord:
+    rec.source = name
+    return rec
+
+
+@pytest.mark.parametrize(
+    ("other", "expected"),
+    [
+        (lambda: synthetic_record(model="cnn"), "different models (mlp and cnn)"),
+        (lambda: synthetic_record(variables=VARIABLES[:3]), "net/logits/kernel only in the first"),
+        (lambda: synthetic_record(variables=VARIABLES[::-1]), "in another order"),
+        (
+            lambda: synthetic_record(
+                variables=[*VARIABLES[:3], ("net/logits/kernel", [2, 3], "float32", "weight")]
+            ),
+            "net/logits/kernel is float32[2, 2] in the first and float32[2, 3]",
+        ),
+        (lambda: synthetic_record(steps=16), "different numbers of steps (12 and 16)"),
+        (lambda: synthetic_record(every=6), "digests recorded at different steps"),
+    ],
+)
+def test_mismatched_records_cannot_be_compared(other, expected):
+    a = _named(synthetic_record(), "a.json")
+    b = _named(other(), "b.json")
+    with pytest.raises(RecordError) as exc:
+        records.check_comparable(a, b)
+    assert str(exc.value).startswith("a.json and b.json cannot be compared: ")
+    assert expected in str(exc.value)
+
+
+def test_losses_stored_as_exact_float32_values(tmp_path):
+    losses = np.float32([0.1, 1 / 3, 2.5e-8, 123.456])
+    path = records.save(synthetic_record(steps=4, losses=losses), tmp_path / "r.json")
+    stored = json.loads(Path(path).read_text())["losses"]
+    assert all(float(np.float32(x)) == x for x in stored)
+    assert [np.float32(x) for x in stored] == list(losses)
+    assert not any(isinstance(x, float) and math.isnan(x) for x in stored)
