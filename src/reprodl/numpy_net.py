@@ -14,7 +14,7 @@ bit-reproducible run to run and across AVX2 machines.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -124,8 +124,7 @@ def forward(params: Params, x: np.ndarray) -> Cache:
 
 def l2_penalty(params: Params, reg: float) -> np.floating:
     """``reg / 2 * (sum(W1**2) + sum(W2**2))`` in the parameters' dtype; biases are free."""
-    dt = params.dtype.type
-    return dt(0.5) * dt(reg) * (np.sum(params.W1 * params.W1) + np.sum(params.W2 * params.W2))
+    return 0.5 * reg * (np.sum(params.W1 * params.W1) + np.sum(params.W2 * params.W2))
 
 
 def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> np.floating:
@@ -142,7 +141,8 @@ def loss(params: Params, x: np.ndarray, labels: np.ndarray, reg: float = 0.0) ->
 def backward(params: Params, cache: Cache, labels: np.ndarray, reg: float = 0.0) -> Params:
     """Gradients of :func:`loss` with respect to every parameter, from the forward ``cache``.
 
-    With ``n`` the size of *this* batch and ``Y`` the one-hot labels::
+    With ``n`` the size of *this* batch and ``Y`` the one-hot labels (Python scalars such as
+    ``reg`` keep the arrays' dtype, so a float32 network computes in float32)::
 
         dlogits = (P - Y) / n
         dW2 = h^T dlogits + reg W2        db2 = column sums of dlogits
@@ -150,16 +150,15 @@ def backward(params: Params, cache: Cache, labels: np.ndarray, reg: float = 0.0)
         dz1 = dh * [z1 > 0]
         dW1 = x^T dz1 + reg W1            db1 = column sums of dz1
     """
-    dt = params.dtype.type
     n = len(labels)  # the batch's own size
     dlogits = cache.probs.copy()  # a copy: the cache's probabilities stay valid
-    dlogits[np.arange(n), labels] -= dt(1)
-    dlogits /= dt(n)
-    dW2 = cache.h.T @ dlogits + dt(reg) * params.W2
+    dlogits[np.arange(n), labels] -= 1
+    dlogits /= n
+    dW2 = cache.h.T @ dlogits + reg * params.W2
     db2 = dlogits.sum(axis=0)
     dh = dlogits @ params.W2.T
     dz1 = dh * (cache.z1 > 0)
-    dW1 = cache.x.T @ dz1 + dt(reg) * params.W1
+    dW1 = cache.x.T @ dz1 + reg * params.W1
     db1 = dz1.sum(axis=0)
     return Params(W1=dW1, b1=db1, W2=dW2, b2=db2)
 
@@ -175,9 +174,8 @@ def loss_and_gradients(
 
 def sgd_update(params: Params, grads: Params, learning_rate: float) -> None:
     """One step of gradient descent, in place on the parameters: ``p -= lr * g``."""
-    lr = params.dtype.type(learning_rate)
     for p, g in zip(params.arrays(), grads.arrays(), strict=True):
-        p -= lr * g
+        p -= learning_rate * g  # a Python float keeps the array's dtype (NumPy 2 promotion)
 
 
 def predict(params: Params, x: np.ndarray) -> np.ndarray:
@@ -213,13 +211,16 @@ def train(
     reg: float = 0.0,
     order_seed: int | None,
     digest_every: int = 0,
+    gradients: Callable[..., tuple[np.floating, Params]] | None = None,
 ) -> TrainingRecord:
     """Train ``params`` in place by SGD for ``steps`` batches drawn in a seeded order.
 
     Batches come from :class:`~reprodl.batches.IndexStream` (``order_seed=None``: NumPy's global
     state, the classic trap). Records every step's loss (before its update) and the weight digest
-    at the end, and every ``digest_every`` steps when that is positive.
+    at the end, and every ``digest_every`` steps when that is positive. ``gradients(params, x,
+    labels, reg)`` replaces :func:`loss_and_gradients` (to train a variant, e.g. a buggy one).
     """
+    gradients = gradients or loss_and_gradients
     if steps <= 0 or batch_size <= 0:
         raise ValueError(f"steps and batch_size must be positive, got {steps} and {batch_size}")
     if len(x) != len(labels):
@@ -230,7 +231,7 @@ def train(
     record = TrainingRecord(losses=losses)
     start = time.perf_counter()
     for i, idx in enumerate(stream.batches(batch_size, steps)):
-        value, grads = loss_and_gradients(params, x[idx], labels[idx], reg)
+        value, grads = gradients(params, x[idx], labels[idx], reg)
         sgd_update(params, grads, learning_rate)
         losses[i] = value
         if i == 0:
