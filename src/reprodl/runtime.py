@@ -29,6 +29,9 @@ BLAS_THREADS = 1
 ONEDNN_ISA = "AVX2"
 #: The OpenBLAS kernel family on x86-64 (Haswell = the AVX2 kernels).
 OPENBLAS_CORE = "Haswell"
+#: NumPy's own SIMD loops (float32 exp, log, ...) dispatch by CPU at import; these are the
+#: targets above AVX2 (x86-64-v3) that an AVX-512 machine would otherwise pick.
+NUMPY_DISABLED_FEATURES = "X86_V4 AVX512_ICL AVX512_SPR"
 
 
 def _pinned_variables() -> dict[str, str]:
@@ -45,6 +48,7 @@ def _pinned_variables() -> dict[str, str]:
     if platform.machine().lower() in ("x86_64", "amd64"):
         env["ONEDNN_MAX_CPU_ISA"] = ONEDNN_ISA
         env["OPENBLAS_CORETYPE"] = OPENBLAS_CORE
+        env["NPY_DISABLE_CPU_FEATURES"] = NUMPY_DISABLED_FEATURES
     return env
 
 
@@ -88,20 +92,30 @@ def pin_environment() -> PinReport:
             changed[name] = (old, value)
     too_late: list[str] = []
     if "numpy" in sys.modules:
-        too_late += [n for n in changed if n.startswith(("OPENBLAS", "MKL"))]
+        too_late += [n for n in changed if n.startswith(("OPENBLAS", "MKL", "NPY_"))]
     return PinReport(changed=changed, too_late=tuple(too_late))
 
 
 _IMPORT_PIN = pin_environment()
 
 
-def _pin_blas() -> None:
-    """Fix NumPy's BLAS thread count now, and check the kernel family it loaded."""
+def _pin_numpy() -> None:
+    """Fix NumPy's BLAS thread count now; check the BLAS kernels and SIMD loops it loaded."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
     threadpool_limits(limits=BLAS_THREADS, user_api="blas")
     if "OPENBLAS_CORETYPE" not in PINNED_ENV:
         return
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:  # NumPy 1.x
+        from numpy.core._multiarray_umath import __cpu_features__
+    above = [f for f in NUMPY_DISABLED_FEATURES.split() if __cpu_features__.get(f)]
+    if above:
+        _warn(
+            f"NumPy dispatches to {', '.join(above)} loops: NumPy was imported before reprodl. "
+            "Import reprodl first for bits that match AVX2 machines."
+        )
     for pool in threadpool_info():
         arch = pool.get("architecture")
         if (
@@ -203,7 +217,7 @@ def setup(seed: int, *, op_determinism: bool = True) -> None:
             "PYTHONHASHSEED is not set: set iteration order of str varies between runs. It only "
             "takes effect before Python starts (e.g. `PYTHONHASHSEED=0 jupyter lab`)."
         )
-    _pin_blas()
+    _pin_numpy()
     _pin_tensorflow(op_determinism)
     import keras
 
