@@ -201,3 +201,45 @@ def spread_by_group(
     ax.set(ylabel=ylabel, title=title)
     fig.tight_layout()
     return fig
+
+
+def divergence(
+    curves: Mapping[str, Sequence[float] | tuple[Sequence[float], Sequence[float]]],
+    *,
+    ylabel: str = "|loss A - loss B|",
+    xlabel: str = "step",
+    title: str = "",
+    marks: Mapping[str, int] | None = None,
+):
+    """How far two runs drift apart: one line per named difference curve, on a log scale.
+
+    A curve is its values at steps 1, 2, ... or an ``(steps, values)`` pair. Zeros (the runs
+    still agree) cannot be drawn on a log scale and are left as gaps; ``marks`` draws a dotted
+    vertical line at a named step (e.g. the first differing one).
+    """
+    fig, ax = plt.subplots(figsize=(8.5, 3.6))
+    for label, curve in curves.items():
+        if isinstance(curve, tuple):
+            x, y = np.asarray(curve[0], dtype=np.float64), np.asarray(curve[1], dtype=np.float64)
+        else:
+            y = np.asarray(curve, dtype=np.float64)
+            x = np.arange(1, len(y) + 1, dtype=np.float64)
+        y = np.where(y > 0, y, np.nan)
+        ax.plot(x, y, label=label, linewidth=1.2, marker="." if len(y) <= 60 else None)
+    for label, step in (marks or {}).items():
+        ax.axvline(step, color="grey", linestyle=":", linewidth=1)
+        ax.annotate(
+            label,
+            (step, 1),
+            xycoords=("data", "axes fraction"),
+            fontsize=8,
+            ha="left",
+            va="top",
+            rotation=90,
+            color="grey",
+        )
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title, yscale="log")
+    if len(curves) > 1:
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    fig.tight_layout()
+    return fig

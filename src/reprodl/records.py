@@ -236,7 +236,8 @@ def load(path: str | os.PathLike[str]) -> RunRecord:
     try:
         payload = json.loads(text, parse_constant=no_constants)
     except json.JSONDecodeError as exc:
-        cut = exc.pos >= len(text.rstrip())  # the parser ran out of text: the file was cut short
+        end = text.rstrip()  # a record ends with "}": a file that does not was cut short
+        cut = exc.pos >= len(end) or not end.endswith(("}", "]"))
         hint = "the file ends too early (truncated?)" if cut else f"line {exc.lineno}"
         raise RecordError(f"{where}: not valid JSON, {hint}: {exc.msg}") from None
     except ValueError as exc:
