@@ -203,6 +203,37 @@ def spread_by_group(
     return fig
 
 
+def paired_scores(
+    a: Sequence[float],
+    b: Sequence[float],
+    *,
+    labels: tuple[str, str] = ("a", "b"),
+    ylabel: str = "",
+    title: str = "",
+):
+    """Two variants run on the same seeds: one line per seed from its score in ``a`` to ``b``.
+
+    Lines going up are seeds where ``b`` did better; a comparison of unpaired runs would see only
+    the two clouds of dots, not which dots belong together.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must have the same length, got {a.size} and {b.size}")
+    fig, ax = plt.subplots(figsize=(4.2, 3.8))
+    for y0, y1 in zip(a, b, strict=True):
+        color = "#55A868" if y1 > y0 else "#C44E52" if y1 < y0 else "gray"
+        ax.plot([0, 1], [y0, y1], color=color, alpha=0.6, linewidth=1)
+    ax.plot(np.zeros_like(a), a, "o", color="#4C72B0", markersize=4)
+    ax.plot(np.ones_like(b), b, "o", color="#4C72B0", markersize=4)
+    ax.hlines([a.mean(), b.mean()], [-0.15, 0.85], [0.15, 1.15], color="black", linestyle="--")
+    ax.set_xticks([0, 1], list(labels))
+    ax.set_xlim(-0.4, 1.4)
+    ax.set(ylabel=ylabel, title=title)
+    fig.tight_layout()
+    return fig
+
+
 def divergence(
     curves: Mapping[str, Sequence[float] | tuple[Sequence[float], Sequence[float]]],
     *,
