@@ -96,3 +96,11 @@ def test_format_float_round_trips_float32():
     for x in [0.1, 1 / 3, 2.5e-8, 123.456]:
         text = training.format_float(x)
         assert np.float32(text) == np.float32(x)
+
+
+def test_dropout_seed_equal_to_seed_does_not_reuse_an_initializer_seed():
+    """Keras draws statelessly: equal seeds would make the first mask a function of the weights."""
+    initializer_seeds = set(models.layer_seeds(7, 5))
+    assert not initializer_seeds & set(models.dropout_seeds(7, 3))
+    cnn = models.build("cnn", seed=7, dropout_seed=7)
+    assert cnn.get_layer("dropout").seed not in initializer_seeds

@@ -17,6 +17,17 @@ def layer_seeds(seed: int, count: int) -> list[int]:
     return [int(s) for s in np.random.SeedSequence(seed).generate_state(count) % (2**31 - 1)]
 
 
+def dropout_seeds(dropout_seed: int, count: int) -> list[int]:
+    """Seeds for ``count`` dropout layers, from a stream of their own (key 1 of ``dropout_seed``).
+
+    Keras draws stateless random numbers: a ``Dropout(seed=s)`` mask and a
+    ``GlorotUniform(seed=s)`` matrix use the same numbers. A separate key keeps
+    ``dropout_seed == seed`` from reusing an initializer's seed.
+    """
+    state = np.random.SeedSequence([dropout_seed, 1]).generate_state(count)
+    return [int(s) for s in state % (2**31 - 1)]
+
+
 def softmax_regression(seed: int = 0):
     """The classic "MNIST for ML beginners" model: ``y = softmax(xW + b)``, W and b start at zero.
 
@@ -62,7 +73,7 @@ def mlp(
             )
         )
         if dropout:
-            ds = seeds[-1] + i if dropout_seed is None else layer_seeds(dropout_seed, i + 1)[i]
+            ds = seeds[-1] + i if dropout_seed is None else dropout_seeds(dropout_seed, i + 1)[i]
             layers.append(keras.layers.Dropout(dropout, seed=ds, name=f"dropout_{i + 1}"))
     layers.append(
         keras.layers.Dense(
@@ -97,7 +108,7 @@ def deep_cnn(
             return keras.initializers.TruncatedNormal(stddev=0.1, seed=seeds[i])
         return keras.initializers.GlorotUniform(seed=seeds[i])
 
-    drop_seed = seeds[4] if dropout_seed is None else layer_seeds(dropout_seed, 1)[0]
+    drop_seed = seeds[4] if dropout_seed is None else dropout_seeds(dropout_seed, 1)[0]
 
     def conv(filters: int, i: int, name: str):
         return keras.layers.Conv2D(
