@@ -21,7 +21,7 @@ from pathlib import Path
 
 import reprodl  # noqa: F401  (pins the environment before NumPy / TensorFlow load)
 from reprodl.models import MODELS
-from reprodl.training import DEFAULTS, ORDERS
+from reprodl.training import DEFAULTS, ORDERS, SCHEDULES
 
 __all__ = ["DEFAULTS", "build_parser", "main"]
 
@@ -84,8 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     length = tr.add_mutually_exclusive_group(required=True)
     length.add_argument("--epochs", type=_positive_int, help="passes over the 55,000 examples")
     length.add_argument("--steps", type=_positive_int, help="training steps")
-    tr.add_argument("--batch-size", type=_positive_int, help="default: 100 (cnn: 50)")
-    tr.add_argument("--lr", type=_positive_float, help="learning rate (default: per model)")
+    tr.add_argument("--batch-size", type=_positive_int, help="default: 100")
+    tr.add_argument(
+        "--lr",
+        type=_positive_float,
+        help="learning rate (default: softmax 0.5, mlp 1e-3, cnn 2e-3)",
+    )
+    tr.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        help="learning rate: constant, or cosine decay to zero over the run (default: cnn cosine)",
+    )
     tr.add_argument("--data", help="folder with the MNIST files (default: $REPRODL_DATA or cache)")
     tr.add_argument(
         "--no-op-determinism", action="store_true", help="leave TensorFlow's op determinism off"
@@ -179,6 +188,7 @@ def _train(args: argparse.Namespace, command: list[str]) -> int:
         order=args.order,
         intra_op_threads=args.intra_op_threads,
         op_determinism=not args.no_op_determinism,
+        schedule=args.schedule,
     ).resolved()
     training.apply_process_settings(partial)  # before any TensorFlow op runs
     mnist = data.load_mnist(args.data)
@@ -201,6 +211,7 @@ def _train(args: argparse.Namespace, command: list[str]) -> int:
     print(
         f"model {args.model}, seed {args.seed}, {steps} steps of batch {batch}, "
         f"{spec.optimizer} lr {spec.learning_rate:g}"
+        + (", cosine decay" if spec.schedule == "cosine" else "")
     )
     print(f"op determinism {'off' if args.no_op_determinism else 'on'}")
     print(f"final loss {training.format_float(record.final_loss)}")
