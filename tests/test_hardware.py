@@ -73,6 +73,8 @@ def test_softmax_regression_rejects_too_many_steps():
 def test_first_line_strips_function_node_prefix():
     exc = RuntimeError("{{function_node __wrapped__X}} Timestamp cannot be called\nmore")
     assert hardware.first_line(exc) == "Timestamp cannot be called"
+    eager = RuntimeError("Timestamp cannot be called [Op:Timestamp] name: ")
+    assert hardware.first_line(eager) == "Timestamp cannot be called [Op:Timestamp]"
 
 
 def test_train_in_subprocess_applies_the_overrides(mnist_dir):

@@ -259,6 +259,40 @@ def _set_op_determinism(on: bool) -> None:
         tf_config.disable_op_determinism()
 
 
+def steps_per_second(
+    split,
+    *,
+    op_determinism: bool,
+    model: str = "cnn",
+    steps: int = 40,
+    batch_size: int = 50,
+    seed: int = 0,
+) -> float:
+    """Training throughput of ``model`` (Adam 1e-3) with op determinism on or off, in this process.
+
+    The first step (tracing) is excluded. Op determinism is switched back on afterwards, as
+    :func:`reprodl.runtime.setup` leaves it.
+    """
+    import keras
+
+    from reprodl import models, training
+
+    _set_op_determinism(op_determinism)
+    try:
+        keras.utils.set_random_seed(seed)
+        record = training.train(
+            models.build(model, seed),
+            split,
+            steps=steps + 1,
+            batch_size=batch_size,
+            optimizer=training.make_optimizer("adam", 1e-3),
+            order_seed=seed,
+        )
+    finally:
+        _set_op_determinism(True)
+    return record.steps_per_second
+
+
 def measure_variation(
     *,
     runs: int = 5,
@@ -339,7 +373,8 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message, without TensorFlow's ``{{function_node ...}}``."""
     text = getattr(exc, "message", None) or str(exc)
     line = text.strip().splitlines()[0] if text.strip() else ""
-    return re.sub(r"^\{\{[^}]*\}\}\s*", "", line)
+    line = re.sub(r"^\{\{[^}]*\}\}\s*", "", line)  # graph functions: {{function_node ...}}
+    return re.sub(r"\s+name:\s*$", "", line)  # eager ops end with "[Op:Name] name: "
 
 
 def write_record(record: Mapping[str, Any], path: Path) -> Path:
