@@ -361,19 +361,8 @@ class SeedRunner:
         self.optimizer.build(variables)
         self._state = training.state_variables(self.model)
         self._fresh_optimizer = [np.array(v.numpy()) for v in self.optimizer.variables]
-        images = tf.constant(to_float(train.images))
-        labels = tf.constant(train.labels)
-        loss_fn = training._loss_fn()
-        net, opt_ = self.model, self.optimizer
-
-        @tf.function(input_signature=[tf.TensorSpec([self.batch_size], tf.int32)])
-        def step(idx):
-            x = tf.gather(images, idx)
-            y = tf.gather(labels, idx)
-            with tf.GradientTape() as tape:
-                loss = loss_fn(y, net(x, training=True))
-            opt_.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
-            return loss
+        net = self.model
+        step = training.compiled_step(self.model, self.optimizer, train, self.batch_size)
 
         @tf.function(input_signature=[tf.TensorSpec([None, 28, 28], tf.float32)])
         def predict(x):

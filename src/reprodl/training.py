@@ -404,6 +404,32 @@ def restore_checkpoint(ckpt: Checkpoint, model, optimizer, stream: IndexStream) 
 # --- the training loop -----------------------------------------------------------------------
 
 
+def compiled_step(model, optimizer, split: Split, batch_size: int | None = None):
+    """One training step as a ``tf.function`` taking the batch's indices into ``split``.
+
+    The whole split is one tensor on the device; a step gathers its batch, computes the loss and
+    applies the gradients. ``batch_size`` fixes the input signature (one trace for all calls).
+    """
+    import tensorflow as tf
+
+    images = tf.constant(to_float(split.images))
+    labels = tf.constant(split.labels)
+    loss_fn = _loss_fn()
+    variables = model.trainable_variables
+    signature = None if batch_size is None else [tf.TensorSpec([batch_size], tf.int32)]
+
+    @tf.function(input_signature=signature)
+    def step(idx):
+        x = tf.gather(images, idx)
+        y = tf.gather(labels, idx)
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, model(x, training=True))
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        return loss
+
+    return step
+
+
 def train(
     model,
     split: Split,
@@ -434,21 +460,9 @@ def train(
         raise ValueError(f"steps and batch_size must be positive, got {steps} and {batch_size}")
     if checkpoint_every and checkpoint_dir is None:
         raise ValueError("checkpoint_every needs a checkpoint_dir")
-    images = tf.constant(to_float(split.images))
-    labels = tf.constant(split.labels)
-    loss_fn = _loss_fn()
-    variables = model.trainable_variables
+    step = compiled_step(model, optimizer, split)
     if stream is None:
         stream = IndexStream(len(split), seed=order_seed)
-
-    @tf.function
-    def step(idx):
-        x = tf.gather(images, idx)
-        y = tf.gather(labels, idx)
-        with tf.GradientTape() as tape:
-            loss = loss_fn(y, model(x, training=True))
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
-        return loss
 
     first = 0
     if resume is not None:
@@ -458,7 +472,7 @@ def train(
         if first >= steps:
             raise ValueError(f"the checkpoint is at step {first}, not before step {steps}")
     elif checkpoint_every:
-        optimizer.build(variables)
+        optimizer.build(model.trainable_variables)
         save_checkpoint(
             capture_checkpoint(0, model, optimizer, stream), checkpoint_path(checkpoint_dir, 0)
         )
