@@ -21,8 +21,6 @@ import datetime
 import json
 import re
 import subprocess
-import sys
-import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from reprodl import fingerprint
+from reprodl.seeding import run_snippet
 
 # --------------------------------------------------------------------------------------------
 # Training in a fresh process with other pins
@@ -116,15 +115,7 @@ def train_in_subprocess(
         model=model,
         settings=tuple(bool(s) for s in op_determinism),
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"training process exited with status {proc.returncode}:\n{proc.stderr}")
+    proc = run_snippet(code, timeout=timeout)  # raises RuntimeError with the child's stderr
     fingerprints: dict[bool, str] = {}
     losses: dict[bool, str] = {}
     settings: dict[str, str] = {}
