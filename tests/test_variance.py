@@ -65,25 +65,32 @@ def test_the_dropout_seed_is_its_own_stream():
 # --- the runner -------------------------------------------------------------------------------
 
 
-def plain_train(name, split, seeds, steps, **kwargs):
+def plain_train(name, split, seeds, steps, schedule=None, **kwargs):
     """The reference: build a fresh model and optimizer and call training.train."""
     if name != "softmax":
         kwargs["dropout_seed"] = seeds.dropout
     model = models.build(name, seeds.init, **kwargs)
     opt, lr, _ = training.DEFAULTS[name]
+    schedule = schedule or training.DEFAULT_SCHEDULES[name]
+    cosine = steps if schedule == "cosine" else None
     record = training.train(
         model,
         split,
         steps=steps,
         batch_size=20,
-        optimizer=training.make_optimizer(opt, lr),
+        optimizer=training.make_optimizer(opt, lr, cosine_steps=cosine),
         order_seed=seeds.order,
     )
     return model, record
 
 
 @pytest.mark.parametrize(
-    ("name", "kwargs"), [("mlp", {"dropout": 0.5, "hidden": (16,)}), ("softmax", {})]
+    ("name", "kwargs"),
+    [
+        ("mlp", {"dropout": 0.5, "hidden": (16,)}),
+        ("mlp", {"hidden": (16,), "schedule": "cosine"}),  # the schedule restarts every run
+        ("softmax", {}),
+    ],
 )
 def test_runner_gives_the_bits_of_training_train(splits, name, kwargs):
     train, evaluate = splits
@@ -100,9 +107,18 @@ def test_runner_gives_the_bits_of_training_train(splits, name, kwargs):
         assert run.accuracy() == run.evaluations["test"].accuracy
 
 
-def test_runner_rejects_no_steps(splits):
+def test_runner_rejects_no_steps_and_unknown_schedules(splits):
     with pytest.raises(ValueError):
         experiments.SeedRunner("softmax", splits[0], splits[1], steps=0)
+    with pytest.raises(ValueError, match="unknown schedule"):
+        experiments.SeedRunner("softmax", splits[0], splits[1], steps=3, schedule="step")
+
+
+def test_runner_defaults_to_the_models_schedule(splits):
+    plain = experiments.SeedRunner("mlp", splits[0], splits[1], steps=3, hidden=(4,))
+    assert (plain.optimizer_name, plain.schedule) == ("adam", "constant")
+    runner = experiments.SeedRunner("mlp", splits[0], splits[1], steps=3, schedule="cosine")
+    assert runner.schedule == "cosine"
 
 
 def test_decomposition_varies_only_the_named_source(splits):

@@ -1,4 +1,4 @@
-"""Command line: ``python -m reprodl train|compare|bisect|env`` (and ``replay``, used by bisect).
+"""Command line: ``python -m reprodl train|compare|bisect|decompose|env`` (and ``replay``).
 
 ``train`` prints only deterministic lines on stdout (loss, accuracy, fingerprint), so two runs can
 be compared with ``diff``; the wall-clock time goes to stderr. With ``--record FILE`` it also saves
@@ -6,9 +6,14 @@ a run record (:mod:`reprodl.records`), with ``--checkpoint-every K`` checkpoints
 
 ``compare A B`` and ``bisect A B`` print a divergence report (:mod:`reprodl.divergence`).
 
+``decompose`` trains a model once per seed and condition (vary only the initialisation, only the
+batch order, only the dropout masks, or all), saving a record after every run
+(:mod:`reprodl.decomposition`), and prints the spread each source causes.
+
 Exit status: 0 success (compare/bisect: the runs are identical); 1 compare/bisect: the runs
-diverge, train: bad or missing data or checkpoint; 2 usage error, or (compare/bisect/replay) a
-record that is corrupt, missing or cannot be compared, or a replay that failed.
+diverge, train/decompose: bad or missing data or checkpoint; 2 usage error, or (compare/bisect/
+replay/decompose) a record that is corrupt, missing or cannot be compared or resumed, or a replay
+that failed; decompose also refuses to overwrite an existing record without --resume.
 """
 
 from __future__ import annotations
@@ -72,6 +77,37 @@ def _rate(text: str) -> float:
 
 def _dropout_seed(text: str) -> int | str:
     return "entropy" if text == "entropy" else _seed(text)
+
+
+def _seed_list(text: str) -> list[int]:
+    """``"1-10"``, ``"3"`` or ``"1,4,7-9"``: distinct non-negative seeds, in the order given."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            low, _, high = part.strip().partition("-")
+            first, last = int(low), int(high or low)
+            if first < 0 or last < first:
+                raise ValueError
+            seeds += range(first, last + 1)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected seeds like 1-10 or 1,4,7-9, got {text!r}"
+        ) from None
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"a seed is named twice in {text!r}")
+    return seeds
+
+
+def _conditions(text: str) -> list[str]:
+    from reprodl.experiments import CONDITIONS
+
+    names = [c.strip() for c in text.split(",")]
+    unknown = [c for c in names if c not in CONDITIONS]
+    if unknown or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(
+            f"expected distinct conditions out of {','.join(CONDITIONS)}, got {text!r}"
+        )
+    return names
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,6 +180,37 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("run_a", metavar="RUN_A", help="run record (JSON)")
         p.add_argument("run_b", metavar="RUN_B", help="run record (JSON)")
+
+    dc = sub.add_parser(
+        "decompose",
+        help="spread of test accuracy from each source of randomness, over many seeds",
+        description="Train once per seed and condition; vary only the initialisation seed "
+        "(init), only the batch-order seed (order), only the dropout seed (dropout), or all; "
+        "the sources not varied keep the seeds of --base. The record is saved after every run.",
+    )
+    dc.add_argument("--model", choices=MODELS, required=True)
+    dc_length = dc.add_mutually_exclusive_group(required=True)
+    dc_length.add_argument("--epochs", type=_positive_int, help="passes over the training set")
+    dc_length.add_argument("--steps", type=_positive_int, help="training steps per run")
+    dc.add_argument("--seeds", type=_seed_list, required=True, help="e.g. 1-10 or 1,4,7-9")
+    dc.add_argument(
+        "--conditions",
+        type=_conditions,
+        default=None,
+        help="comma-separated, out of init,order,dropout,all (default: all four)",
+    )
+    dc.add_argument("--base", type=_seed, default=0, help="seed of the sources held fixed")
+    dc.add_argument("--batch-size", type=_positive_int, help="default: 100")
+    dc.add_argument("--lr", type=_positive_float, help="learning rate (default: the model's)")
+    dc.add_argument("--schedule", choices=SCHEDULES, help="default: the model's")
+    dc.add_argument("--dropout", type=_rate, help="dropout rate (mlp, cnn)")
+    dc.add_argument("--data", help="folder with the MNIST files (default: $REPRODL_DATA or cache)")
+    dc.add_argument("--record", metavar="FILE", required=True, help="decomposition record (JSON)")
+    dc.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an existing record: run only what it lacks (it must match this run)",
+    )
 
     rp = sub.add_parser("replay", help="replay part of a recorded run (used by bisect)")
     rp.add_argument("record", metavar="RECORD")
@@ -240,6 +307,78 @@ def _train(args: argparse.Namespace, command: list[str]) -> int:
     return 0
 
 
+def _decompose(args: argparse.Namespace, command: list[str]) -> int:
+    from reprodl import runtime
+
+    runtime.setup(args.base)
+    from reprodl import data, decomposition, experiments, training
+    from reprodl.batches import steps_per_epoch
+
+    path = Path(args.record)
+    if path.exists() and not args.resume:
+        print(
+            f"error: {path} exists: add --resume to continue it, or name a new file",
+            file=sys.stderr,
+        )
+        return 2
+    mnist = data.load_mnist(args.data)
+    opt, lr, batch = DEFAULTS[args.model]
+    batch = args.batch_size or batch
+    steps = args.steps or args.epochs * steps_per_epoch(len(mnist.train), batch)
+    spec = {
+        "model": args.model,
+        "steps": steps,
+        "batch_size": batch,
+        "optimizer": opt,
+        "learning_rate": args.lr or lr,
+        "schedule": args.schedule or training.DEFAULT_SCHEDULES[args.model],
+        "dropout": args.dropout,
+        "base": args.base,
+    }
+    conditions = args.conditions or list(experiments.CONDITIONS)
+    record = decomposition.new(spec, args.seeds, conditions, command=command)
+    if path.exists():
+        record = decomposition.merge_plan(decomposition.load(path), record)
+        print(f"resuming {path}: {len(record.runs)} runs recorded")
+    kwargs = {} if args.dropout is None else {"dropout": args.dropout}
+    runner = experiments.SeedRunner(
+        args.model,
+        mnist.train,
+        {"test": mnist.test},
+        steps=steps,
+        batch_size=batch,
+        learning_rate=spec["learning_rate"],
+        schedule=spec["schedule"],
+        **kwargs,
+    )
+    print(
+        f"model {args.model}, {steps} steps of batch {batch}, {opt} lr {spec['learning_rate']:g}"
+        + (", cosine decay" if spec["schedule"] == "cosine" else "")
+        + f"; base seed {args.base}"
+    )
+
+    def report(run: decomposition.RecordedRun) -> None:
+        s = run.seeds
+        print(
+            f"{run.condition:>7} seed {run.seed:>3}: init {s.init} order {s.order} "
+            f"dropout {s.dropout}  test {100 * run.accuracy:.2f}% ({run.correct}/{run.total})  "
+            f"weights {run.final_digest[:16]}",
+            flush=True,
+        )
+        print(f"  {run.seconds:.1f} s", file=sys.stderr, flush=True)
+
+    for run in record.runs:  # what a resumed record already holds
+        report(run)
+    decomposition.run(runner, record, path=path, on_run=report)
+    groups = record.scores()
+    finals = record.distinct(lambda r: r.final_digest)
+    for line in experiments.spread_table(groups, distinct_results=finals):
+        print(line)
+    print(f"record {path}")
+    print(f"{len(record.runs)} runs took {record.seconds() / 60:.1f} min", file=sys.stderr)
+    return 0
+
+
 def _compare(args: argparse.Namespace) -> int:
     from reprodl import divergence
 
@@ -308,6 +447,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     if args.command == "env":
         return _env(args)
+    if args.command == "decompose":
+        if args.model == "softmax" and args.dropout is not None:
+            parser.error("the softmax model has no dropout layer")
+        try:
+            return _decompose(args, ["python", "-m", "reprodl", *argv])
+        except (MnistError, DownloadError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        except (RecordError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     try:
         return {"compare": _compare, "bisect": _bisect, "replay": _replay}[args.command](args)
     except (RecordError, CheckpointError, RuntimeError, ValueError) as exc:

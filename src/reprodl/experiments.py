@@ -326,8 +326,10 @@ class SeedRunner:
     than a few hundred steps of a small model. A runner builds the model, the optimizer and the
     compiled step once; each call puts the complete initial state of a freshly built model (seeded
     with ``seeds.init`` and ``seeds.dropout``) into that model, resets the optimizer to its
-    freshly built state and trains on batches in the order of ``seeds.order``. The result is
-    bit-identical to building the model and calling :func:`~reprodl.training.train` (tested).
+    freshly built state (its step counter too, which drives a cosine ``schedule``) and trains on
+    batches in the order of ``seeds.order``. Optimizer, learning rate and schedule default to the
+    model's (:data:`reprodl.training.DEFAULTS`). The result is bit-identical to building the model
+    and calling :func:`~reprodl.training.train` (tested).
     """
 
     def __init__(
@@ -340,6 +342,7 @@ class SeedRunner:
         batch_size: int | None = None,
         optimizer: str | None = None,
         learning_rate: float | None = None,
+        schedule: str | None = None,
         **model_kwargs,
     ) -> None:
         import tensorflow as tf
@@ -350,13 +353,23 @@ class SeedRunner:
         opt, lr, batch = training.DEFAULTS[model]
         if steps <= 0:
             raise ValueError(f"steps must be positive, got {steps}")
+        schedule = schedule or training.DEFAULT_SCHEDULES[model]
+        if schedule not in training.SCHEDULES:
+            raise ValueError(f"unknown schedule {schedule!r}; choose one of {training.SCHEDULES}")
         self.name = model
         self.steps = steps
         self.batch_size = batch_size or batch
         self.model_kwargs = dict(model_kwargs)
         self.num_examples = len(train)
         self.model = models.build(model, 0, **self._kwargs(0))
-        self.optimizer = training.make_optimizer(optimizer or opt, learning_rate or lr)
+        self.optimizer_name = optimizer or opt
+        self.learning_rate = learning_rate or lr
+        self.schedule = schedule
+        self.optimizer = training.make_optimizer(
+            self.optimizer_name,
+            self.learning_rate,
+            cosine_steps=steps if schedule == "cosine" else None,
+        )
         variables = self.model.trainable_variables
         self.optimizer.build(variables)
         self._state = training.state_variables(self.model)

@@ -1,0 +1,328 @@
+"""A recorded variance decomposition: many runs, one source of randomness varied at a time.
+
+``python -m reprodl decompose`` trains one model many times under the conditions of
+:func:`reprodl.experiments.seeds_for` (vary only ``init``, only ``order``, only ``dropout``, or
+``all``) and writes every run to a JSON record after each run, so a run of an hour loses nothing
+when it is interrupted and ``--resume`` continues it. Runs go seed by seed (all conditions of
+seed 1, then of seed 2 ...), so a record cut short still has the same seeds in every condition.
+Chapter 10 quotes such a record for the deep CNN, which does not fit its time budget.
+
+Format ``reprodl.decomposition``, version 1 (a JSON object)::
+
+    {
+      "format": "reprodl.decomposition",
+      "version": 1,
+      "meta": {
+        "spec": {"model": "cnn", "steps": 550, "batch_size": 100, "optimizer": "adam",
+                 "learning_rate": 0.002, "schedule": "cosine", "dropout": null, "base": 0},
+        "conditions": ["init", "order", "dropout", "all"],
+        "seeds": [1, 2, ...],          # the planned seeds (runs may still be missing)
+        "command": [...] | null,       # the command line of the first start
+        "settings": {...},             # reprodl.runtime.pinned_settings()
+        "versions": {...},             # reprodl.records.versions()
+        "cpu": {"model": "...", "flags": [...], "logical_cpus": 2}
+      },
+      "runs": [{"condition": "init", "seed": 1,
+                "seeds": {"init": 1, "order": 0, "dropout": 209652396},
+                "correct": 9903, "total": 10000,     # on the 10,000 test images
+                "final_loss": 0.0123,                # the last step's loss (float32 value)
+                "initial_digest": "<64 hex>",        # every state variable before training
+                "final_digest": "<64 hex>",          # the final weights' fingerprint
+                "seconds": 98.7}, ...]
+    }
+
+:func:`load` checks every field and raises :class:`reprodl.records.RecordError` for anything
+else. Needs NumPy only, except :func:`run`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reprodl.experiments import CONDITIONS, Seeds, seed_globals, seeds_for
+from reprodl.records import RecordError
+
+FORMAT = "reprodl.decomposition"
+VERSION = 1
+#: What a resumed record must share with the process that continues it.
+_MUST_MATCH = ("spec", "settings", "versions", "cpu")
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class RecordedRun:
+    """One run of a decomposition: its condition, seeds, test result and fingerprints."""
+
+    condition: str
+    seed: int
+    seeds: Seeds
+    correct: int
+    total: int
+    final_loss: float
+    initial_digest: str
+    final_digest: str
+    seconds: float
+
+    @property
+    def accuracy(self) -> float:
+        """Test accuracy (a fraction)."""
+        return self.correct / self.total
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "seeds": asdict(self.seeds)}
+
+
+@dataclass
+class Decomposition:
+    """A decomposition record: what was run (``meta``) and the runs done so far."""
+
+    meta: dict[str, Any]
+    runs: list[RecordedRun] = field(default_factory=list)
+
+    @property
+    def conditions(self) -> list[str]:
+        return list(self.meta["conditions"])
+
+    @property
+    def seeds(self) -> list[int]:
+        """The planned seeds."""
+        return list(self.meta["seeds"])
+
+    def find(self, condition: str, seed: int) -> RecordedRun | None:
+        """The run of ``condition`` and ``seed``, or ``None`` if it has not run yet."""
+        return next((r for r in self.runs if (r.condition, r.seed) == (condition, seed)), None)
+
+    def complete_seeds(self) -> list[int]:
+        """The planned seeds that have a run in every condition, in planned order."""
+        return [s for s in self.seeds if all(self.find(c, s) for c in self.conditions)]
+
+    @property
+    def complete(self) -> bool:
+        return self.complete_seeds() == self.seeds
+
+    def by_condition(self) -> dict[str, list[RecordedRun]]:
+        """Each condition's runs over :meth:`complete_seeds` (the same seeds in every row)."""
+        seeds = self.complete_seeds()
+        return {c: [self.find(c, s) for s in seeds] for c in self.conditions}  # type: ignore[misc]
+
+    def scores(self) -> dict[str, np.ndarray]:
+        """Test accuracy (fractions, float64) per condition over :meth:`complete_seeds`."""
+        return {
+            c: np.array([r.accuracy for r in runs], dtype=np.float64)
+            for c, runs in self.by_condition().items()
+        }
+
+    def distinct(self, key: Callable[[RecordedRun], Any]) -> dict[str, int]:
+        """How many different ``key(run)`` each condition has (over :meth:`complete_seeds`)."""
+        return {c: len({key(r) for r in runs}) for c, runs in self.by_condition().items()}
+
+    def seconds(self) -> float:
+        """Training and evaluation time of all recorded runs together."""
+        return float(sum(r.seconds for r in self.runs))
+
+
+def plan(seeds: Sequence[int], conditions: Sequence[str]) -> list[tuple[str, int]]:
+    """The order of the runs: seed by seed, every condition of a seed before the next seed."""
+    return [(c, s) for s in seeds for c in conditions]
+
+
+def new(
+    spec: Mapping[str, Any],
+    seeds: Sequence[int],
+    conditions: Sequence[str] = CONDITIONS,
+    *,
+    command: Sequence[str] | None = None,
+) -> Decomposition:
+    """An empty record for the runs of ``spec`` (and this process's settings and machine)."""
+    from reprodl import records, runtime
+
+    for c in conditions:
+        seeds_for(c, 0)  # validates the condition
+    if not seeds or len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
+        raise ValueError("seeds must be distinct non-negative ints, at least one")
+    if len(set(conditions)) != len(conditions) or not conditions:
+        raise ValueError("conditions must be distinct, at least one")
+    meta = {
+        "spec": dict(spec),
+        "conditions": list(conditions),
+        "seeds": [int(s) for s in seeds],
+        "command": None if command is None else list(command),
+        "settings": runtime.pinned_settings(),
+        "versions": records.versions(),
+        "cpu": {
+            "model": runtime.cpu_model(),
+            "flags": runtime.cpu_flags(),
+            "logical_cpus": os.cpu_count() or 0,
+        },
+    }
+    return Decomposition(meta=json.loads(json.dumps(meta)))  # JSON types only, as load gives
+
+
+def merge_plan(old: Decomposition, fresh: Decomposition) -> Decomposition:
+    """Continue ``old`` with the seeds and conditions of ``fresh``, if they ran the same way.
+
+    Raises :class:`RecordError` when the spec, pinned settings, versions or CPU differ: runs made
+    differently must not be pooled. The planned seeds and conditions become the union of both.
+    """
+    for key in _MUST_MATCH:
+        if old.meta[key] != fresh.meta[key]:
+            raise RecordError(
+                f"cannot resume: the record's {key} does not match this run's "
+                f"({old.meta[key]!r} != {fresh.meta[key]!r}); write a new record"
+            )
+    meta = dict(old.meta)
+    meta["seeds"] = old.seeds + [s for s in fresh.seeds if s not in old.seeds]
+    meta["conditions"] = old.conditions + [c for c in fresh.conditions if c not in old.conditions]
+    return Decomposition(meta=meta, runs=list(old.runs))
+
+
+def run(
+    runner: Callable[[Seeds], Any],
+    record: Decomposition,
+    *,
+    path: str | os.PathLike[str] | None = None,
+    on_run: Callable[[RecordedRun], None] | None = None,
+) -> Decomposition:
+    """Do every planned run that ``record`` lacks with ``runner`` (an experiments.SeedRunner).
+
+    The global generators are reset before each run as :func:`reprodl.experiments.decompose`
+    does. With ``path`` the record is saved (atomically) after every run.
+    """
+    base = int(record.meta["spec"]["base"])
+    for condition, seed in plan(record.seeds, record.conditions):
+        if record.find(condition, seed):
+            continue
+        seeds = seeds_for(condition, seed, base)
+        seed_globals(seed if condition == "all" else base)
+        start = time.perf_counter()
+        result = runner(seeds)
+        test = result.evaluations["test"]
+        done = RecordedRun(
+            condition=condition,
+            seed=seed,
+            seeds=seeds,
+            correct=int(test.correct),
+            total=int(test.total),
+            final_loss=float(result.losses[-1]),
+            initial_digest=result.initial_digest,
+            final_digest=result.final_digest,
+            seconds=round(time.perf_counter() - start, 3),
+        )
+        record.runs.append(done)
+        if path is not None:
+            save(record, path)
+        if on_run:
+            on_run(done)
+    return record
+
+
+def to_json(record: Decomposition) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "meta": record.meta,
+        "runs": [r.to_json() for r in record.runs],
+    }
+
+
+def save(record: Decomposition, path: str | os.PathLike[str]) -> Path:
+    """Validate ``record`` and write it to ``path`` atomically; returns the path."""
+    from reprodl.training import atomic_write
+
+    payload = to_json(record)
+    _validate(json.loads(json.dumps(payload)), str(path))
+    text = json.dumps(payload, indent=1) + "\n"
+    path = Path(path)
+    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+    return path
+
+
+def load(path: str | os.PathLike[str]) -> Decomposition:
+    """Read and check a decomposition record; :class:`RecordError` names what is wrong."""
+    where = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecordError(f"{where}: no such decomposition record") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecordError(f"{where}: cannot read the record ({exc})") from None
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RecordError(f"{where}: not valid JSON (truncated or corrupt?): {exc}") from None
+    return _validate(payload, where)
+
+
+def _fail(where: str, problem: str) -> None:
+    raise RecordError(f"{where}: {problem}")
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _validate(payload: Any, where: str) -> Decomposition:
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        _fail(where, f"not a {FORMAT} record")
+    if payload.get("version") != VERSION:
+        _fail(where, f"unsupported version {payload.get('version')!r} (this reads {VERSION})")
+    meta, runs = payload.get("meta"), payload.get("runs")
+    if not isinstance(meta, dict) or not isinstance(runs, list):
+        _fail(where, "'meta' must be an object and 'runs' a list")
+    for key, kind in (
+        ("spec", dict),
+        ("conditions", list),
+        ("seeds", list),
+        ("settings", dict),
+        ("versions", dict),
+        ("cpu", dict),
+    ):
+        if not isinstance(meta.get(key), kind):
+            _fail(where, f"meta.{key} is missing or not a {kind.__name__}")
+    if not (meta.get("command") is None or isinstance(meta["command"], list)):
+        _fail(where, "meta.command must be a list or null")
+    spec = meta["spec"]
+    for key in ("model", "steps", "batch_size", "base"):
+        if key not in spec:
+            _fail(where, f"meta.spec.{key} is missing")
+    conditions, seeds = meta["conditions"], meta["seeds"]
+    if not conditions or any(c not in CONDITIONS for c in conditions):
+        _fail(where, f"meta.conditions must name some of {', '.join(CONDITIONS)}")
+    if not seeds or not all(_is_int(s) and s >= 0 for s in seeds) or len(set(seeds)) < len(seeds):
+        _fail(where, "meta.seeds must be distinct non-negative integers")
+    record = Decomposition(meta=meta)
+    for i, r in enumerate(runs):
+        at = f"runs[{i}]"
+        try:
+            run = RecordedRun(**{**r, "seeds": Seeds(**r["seeds"])})
+        except (TypeError, KeyError) as exc:
+            _fail(where, f"{at} is not a run ({exc})")
+        if run.condition not in conditions or run.seed not in seeds:
+            _fail(where, f"{at}: condition {run.condition!r} / seed {run.seed!r} not planned")
+        if run.seeds != seeds_for(run.condition, run.seed, int(spec["base"])):
+            _fail(where, f"{at}: its seeds are not those of {run.condition} {run.seed}")
+        if not (_is_int(run.correct) and _is_int(run.total) and 0 <= run.correct <= run.total):
+            _fail(where, f"{at}: correct and total must be counts, correct <= total")
+        if not all(
+            isinstance(x, (int, float)) and not isinstance(x, bool)
+            for x in (run.final_loss, run.seconds)
+        ):
+            _fail(where, f"{at}: final_loss and seconds must be numbers")
+        if not all(
+            isinstance(d, str) and _HEX64.fullmatch(d)
+            for d in (run.initial_digest, run.final_digest)
+        ):
+            _fail(where, f"{at}: digests must be 64 hex digits")
+        if record.find(run.condition, run.seed):
+            _fail(where, f"{at}: {run.condition} {run.seed} is recorded twice")
+        record.runs.append(run)
+    return record

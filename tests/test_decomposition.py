@@ -1,0 +1,250 @@
+"""Recorded variance decompositions: the record format, resuming, and the ``decompose`` command."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from conftest import run_python
+from reprodl import decomposition, experiments
+from reprodl.cli import main
+from reprodl.experiments import Seeds
+from reprodl.records import RecordError
+from reprodl.training import Evaluation
+
+SPEC = {"model": "mlp", "steps": 5, "batch_size": 10, "base": 0}
+
+
+def fake_runner(calls: list | None = None, fail_at: int | None = None):
+    """A stand-in for experiments.SeedRunner: its result is a function of the seeds only."""
+
+    def runner(seeds: Seeds):
+        if calls is not None:
+            calls.append(seeds)
+            if fail_at is not None and len(calls) == fail_at:
+                raise KeyboardInterrupt  # an interrupted session
+        h = hashlib.sha256(repr(seeds).encode()).hexdigest()
+        return SimpleNamespace(
+            evaluations={"test": Evaluation(correct=int(h[:2], 16), total=300)},
+            losses=np.array([2.3, 0.5], dtype=np.float32),
+            initial_digest=hashlib.sha256(f"{seeds.init} {seeds.dropout}".encode()).hexdigest(),
+            final_digest=h,
+        )
+
+    return runner
+
+
+def test_runs_go_seed_by_seed():
+    assert decomposition.plan([1, 2], ["init", "all"]) == [
+        ("init", 1),
+        ("all", 1),
+        ("init", 2),
+        ("all", 2),
+    ]
+
+
+def test_run_save_load_round_trip(tmp_path):
+    path = tmp_path / "d.json"
+    calls: list[Seeds] = []
+    record = decomposition.new(SPEC, [1, 2, 3], command=["python", "-m", "reprodl"])
+    decomposition.run(fake_runner(calls), record, path=path)
+    assert calls == [experiments.seeds_for(c, s) for s in (1, 2, 3) for c in experiments.CONDITIONS]
+    loaded = decomposition.load(path)
+    assert loaded.runs == record.runs and loaded.meta == record.meta
+    assert loaded.complete and loaded.complete_seeds() == [1, 2, 3]
+    scores = loaded.scores()
+    assert list(scores) == list(experiments.CONDITIONS)
+    expected = [fake_runner()(experiments.seeds_for("order", s)) for s in (1, 2, 3)]
+    assert scores["order"].tolist() == [e.evaluations["test"].accuracy for e in expected]
+    orders = loaded.distinct(lambda r: r.seeds.order)
+    assert orders == {"init": 1, "order": 3, "dropout": 1, "all": 3}
+    assert loaded.meta["cpu"]["model"] and "OPENBLAS_CORETYPE" in loaded.meta["settings"]
+
+
+def test_an_interrupted_run_loses_nothing_and_resumes_to_the_same_record(tmp_path):
+    path = tmp_path / "d.json"
+    calls: list[Seeds] = []
+    record = decomposition.new(SPEC, [1, 2])
+    with pytest.raises(KeyboardInterrupt):
+        decomposition.run(fake_runner(calls, fail_at=6), record, path=path)
+    partial = decomposition.load(path)
+    assert len(partial.runs) == 5  # saved after every run
+    assert partial.complete_seeds() == [1] and not partial.complete
+    assert {c: len(r) for c, r in partial.by_condition().items()} == dict.fromkeys(
+        experiments.CONDITIONS, 1
+    )
+    resumed = decomposition.merge_plan(partial, decomposition.new(SPEC, [1, 2]))
+    more: list[Seeds] = []
+    decomposition.run(fake_runner(more), resumed, path=path)
+    assert len(more) == 3  # only what was missing
+    whole = decomposition.new(SPEC, [1, 2])
+    decomposition.run(fake_runner(), whole)
+    assert [r.final_digest for r in decomposition.load(path).runs] == [
+        r.final_digest for r in whole.runs
+    ]
+
+
+def test_resuming_a_record_made_differently_is_refused():
+    old = decomposition.new(SPEC, [1, 2])
+    with pytest.raises(RecordError, match="spec does not match"):
+        decomposition.merge_plan(old, decomposition.new({**SPEC, "steps": 6}, [1, 2]))
+    other = decomposition.new(SPEC, [3], ["all"])
+    other.meta["settings"] = {**other.meta["settings"], "tf_intra_op_threads": 1}
+    with pytest.raises(RecordError, match="settings does not match"):
+        decomposition.merge_plan(old, other)
+    merged = decomposition.merge_plan(old, decomposition.new(SPEC, [2, 3], ["order"]))
+    assert merged.seeds == [1, 2, 3] and merged.conditions == list(experiments.CONDITIONS)
+
+
+@pytest.mark.parametrize(
+    ("spec", "seeds", "conditions"),
+    [
+        (SPEC, [], experiments.CONDITIONS),
+        (SPEC, [1, 1], experiments.CONDITIONS),
+        (SPEC, [-1], experiments.CONDITIONS),
+        (SPEC, [1], ["batch"]),
+        (SPEC, [1], []),
+    ],
+)
+def test_bad_plans_are_rejected(spec, seeds, conditions):
+    with pytest.raises(ValueError):
+        decomposition.new(spec, seeds, conditions)
+
+
+def _corrupt(payload: dict, change) -> dict:
+    payload = json.loads(json.dumps(payload))
+    change(payload)
+    return payload
+
+
+def _set_run(key, value):
+    return lambda p: p["runs"][0].__setitem__(key, value)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda p: p.__setitem__("format", "reprodl.run-record"), "not a reprodl.decomposition"),
+        (lambda p: p.__setitem__("version", 2), "unsupported version"),
+        (lambda p: p["meta"].pop("settings"), "meta.settings"),
+        (lambda p: p["meta"]["spec"].pop("base"), "meta.spec.base"),
+        (lambda p: p["meta"].__setitem__("seeds", [1, 1]), "distinct"),
+        (lambda p: p["meta"].__setitem__("conditions", ["batch"]), "meta.conditions"),
+        (_set_run("seed", 9), "not planned"),
+        (_set_run("seeds", {"init": 1, "order": 1, "dropout": 5}), "not those of"),
+        (_set_run("correct", 400), "counts"),
+        (_set_run("final_digest", "abc"), "64 hex"),
+        (_set_run("seconds", "slow"), "numbers"),
+        (lambda p: p["runs"][0].pop("final_loss"), "is not a run"),
+        (lambda p: p["runs"].append(p["runs"][0]), "recorded twice"),
+    ],
+)
+def test_corrupt_records_are_named(tmp_path, change, message):
+    record = decomposition.new(SPEC, [1])
+    decomposition.run(fake_runner(), record)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(_corrupt(decomposition.to_json(record), change)))
+    with pytest.raises(RecordError, match=message) as exc:
+        decomposition.load(path)
+    assert "bad.json" in str(exc.value)
+
+
+def test_truncated_and_missing_records(tmp_path):
+    record = decomposition.new(SPEC, [1])
+    decomposition.run(fake_runner(), record)
+    path = decomposition.save(record, tmp_path / "d.json")
+    path.write_text(path.read_text()[:-40])
+    with pytest.raises(RecordError, match="not valid JSON"):
+        decomposition.load(path)
+    with pytest.raises(RecordError, match="no such"):
+        decomposition.load(tmp_path / "missing.json")
+
+
+# --- the command --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["decompose", "--model", "mlp", "--steps", "5", "--record", "r.json"],  # no --seeds
+        ["decompose", "--model", "mlp", "--steps", "5", "--seeds", "3-1", "--record", "r"],
+        ["decompose", "--model", "mlp", "--steps", "5", "--seeds", "1,1", "--record", "r"],
+        ["decompose", "--model", "mlp", "--steps", "5", "--seeds", "x", "--record", "r"],
+        ["decompose", "--model", "mlp", "--seeds", "1", "--record", "r"],  # no length
+        ["decompose", "--model", "mlp", "--steps", "5", "--seeds", "1"],  # no record
+        ["decompose", "--model", "mlp", "--steps", "5", "--seeds", "1", "--record", "r",
+         "--conditions", "init,batch"],
+        ["decompose", "--model", "softmax", "--steps", "5", "--seeds", "1", "--record", "r",
+         "--dropout", "0.2"],
+    ],
+)  # fmt: skip
+def test_decompose_usage_errors(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+def decompose(*args: str):
+    return run_python("-m", "reprodl", "decompose", "--model", "mlp", *args)
+
+
+def test_decompose_command_records_runs_that_train_reproduces(tmp_path):
+    path = tmp_path / "mlp.json"
+    args = ("--steps", "20", "--seeds", "1-2", "--dropout", "0.3", "--record", str(path))
+    first = decompose(*args)
+    assert first.returncode == 0, first.stderr
+    lines = first.stdout.splitlines()
+    assert lines[0] == "model mlp, 20 steps of batch 100, adam lr 0.001; base seed 0"
+    assert len([x for x in lines if ": init " in x]) == 8
+    assert lines[-6].split() == ["condition", "runs", "distinct", "mean", "std", "min", "max"] + [
+        "var",
+        "/",
+        "var(all)",
+    ]
+    record = decomposition.load(path)
+    assert record.complete and record.meta["command"][3:5] == ["decompose", "--model"]
+    assert record.distinct(lambda r: r.final_digest) == dict.fromkeys(experiments.CONDITIONS, 2)
+    # the same command elsewhere gives the same lines, bit for bit
+    again = decompose(*args[:-1], str(tmp_path / "again.json"))
+    assert again.stdout.splitlines()[:-1] == lines[:-1]
+    # an "all" run is an ordinary training run with the same three seeds
+    run = record.find("all", 2)
+    train = run_python(
+        "-m", "reprodl", "train", "--model", "mlp", "--steps", "20", "--seed", "2",
+        "--dropout", "0.3", "--dropout-seed", str(run.seeds.dropout),
+    )  # fmt: skip
+    assert train.returncode == 0, train.stderr
+    assert f"fingerprint {run.final_digest}" in train.stdout
+    assert f"({run.correct}/{run.total})" in train.stdout
+
+
+def test_decompose_never_overwrites_and_resumes_only_a_matching_record(tmp_path):
+    path = tmp_path / "mlp.json"
+    assert decompose("--steps", "5", "--seeds", "1", "--record", str(path)).returncode == 0
+    before = path.read_bytes()
+    refused = decompose("--steps", "5", "--seeds", "1-2", "--record", str(path))
+    assert refused.returncode == 2 and "--resume" in refused.stderr
+    mismatch = decompose("--steps", "6", "--seeds", "1-2", "--record", str(path), "--resume")
+    assert mismatch.returncode == 2 and "spec does not match" in mismatch.stderr
+    assert path.read_bytes() == before
+    resumed = decompose("--steps", "5", "--seeds", "1-2", "--record", str(path), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stdout and "4 runs recorded" in resumed.stdout
+    assert decomposition.load(path).complete_seeds() == [1, 2]
+    path.write_text(before.decode()[:100])
+    corrupt = decompose("--steps", "5", "--seeds", "1-2", "--record", str(path), "--resume")
+    assert corrupt.returncode == 2 and "not valid JSON" in corrupt.stderr
+
+
+def test_decompose_with_missing_data_exits_1(tmp_path):
+    result = decompose(
+        "--steps", "5", "--seeds", "1", "--record", str(tmp_path / "r.json"),
+        "--data", str(tmp_path / "nowhere"),
+    )  # fmt: skip
+    assert result.returncode == 1 and "nowhere" in result.stderr
+    assert not (tmp_path / "r.json").exists()
