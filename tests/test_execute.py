@@ -34,6 +34,28 @@ def test_clean_drops_volatile_metadata() -> None:
     assert nb.cells[1].metadata == {"tags": ["keep-me"]}
 
 
+def test_clean_merges_consecutive_prints_of_one_stream() -> None:
+    tool = _load_tool()
+    nb = probe_notebook()
+    out = nbformat.v4.new_output
+    nb.cells[1].outputs = [
+        out("stream", name="stdout", text="a\n"),
+        out("stream", name="stdout", text=["b\n", "c\n"]),
+        out("stream", name="stderr", text="warning\n"),
+        out("stream", name="stdout", text="d\n"),
+        out("execute_result", data={"text/plain": "1"}, execution_count=1),
+        out("stream", name="stdout", text="e\n"),
+    ]
+    tool.clean(nb)
+    assert [(o.output_type, o.get("name"), o.get("text")) for o in nb.cells[1].outputs] == [
+        ("stream", "stdout", "a\nb\nc\n"),
+        ("stream", "stderr", "warning\n"),
+        ("stream", "stdout", "d\n"),
+        ("execute_result", None, None),
+        ("stream", "stdout", "e\n"),
+    ]
+
+
 @pytest.mark.slow
 def test_executing_twice_changes_no_byte(tmp_path: Path) -> None:
     if not os.environ.get("REPRODL_DATA"):

@@ -5,7 +5,8 @@ Usage: python tools/execute_notebooks.py chapters/*.ipynb
 Each notebook runs in a fresh kernel started with the reproducibility pins and PYTHONHASHSEED of
 ``reprodl.runtime.REPRODUCIBLE_ENV`` (the same environment ``tests/conftest.py`` gives nbval), with
 its own folder as working directory. Volatile metadata (timestamps, kernel ids, widget state) is
-not written, so executing twice in a row changes no byte.
+not written and a cell's printed lines are stored as one output per stream, however the kernel
+split them into messages, so executing twice in a row changes no byte.
 """
 
 from __future__ import annotations
@@ -40,6 +41,29 @@ def clean(nb: nbformat.NotebookNode) -> None:
     for cell in nb.cells:
         for key in _VOLATILE_CELL_KEYS:
             cell.metadata.pop(key, None)
+        if cell.cell_type == "code":
+            cell.outputs = merge_streams(cell.outputs)
+
+
+def merge_streams(outputs: list) -> list:
+    """Join consecutive outputs of one stream (stdout or stderr) into one output.
+
+    How a kernel splits a cell's printing into messages depends on timing; the text does not.
+    nbval compares the joined text, so merging keeps the gate exact and makes the bytes stable.
+    """
+    merged: list = []
+    for out in outputs:
+        last = merged[-1] if merged else None
+        if (
+            out.get("output_type") == "stream"
+            and last is not None
+            and last.get("output_type") == "stream"
+            and last.get("name") == out.get("name")
+        ):
+            last["text"] = "".join(last["text"]) + "".join(out["text"])
+        else:
+            merged.append(out)
+    return merged
 
 
 def execute(path: Path) -> float:
