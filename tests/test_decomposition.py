@@ -139,6 +139,7 @@ def _set_run(key, value):
         (_set_run("correct", 400), "counts"),
         (_set_run("final_digest", "abc"), "64 hex"),
         (_set_run("seconds", "slow"), "numbers"),
+        (_set_run("final_loss", "low"), "numbers"),
         (lambda p: p["runs"][0].pop("final_loss"), "is not a run"),
         (lambda p: p["runs"].append(p["runs"][0]), "recorded twice"),
     ],
@@ -151,6 +152,17 @@ def test_corrupt_records_are_named(tmp_path, change, message):
     with pytest.raises(RecordError, match=message) as exc:
         decomposition.load(path)
     assert "bad.json" in str(exc.value)
+
+
+def test_a_diverged_run_is_recorded_with_a_null_loss(tmp_path):
+    def diverging(seeds):
+        result = fake_runner()(seeds)
+        result.losses = np.array([2.3, np.nan], dtype=np.float32)
+        return result
+
+    record = decomposition.run(diverging, decomposition.new(SPEC, [1], ["all"]))
+    path = decomposition.save(record, tmp_path / "nan.json")
+    assert decomposition.load(path).runs[0].final_loss is None
 
 
 def test_truncated_and_missing_records(tmp_path):
@@ -201,11 +213,12 @@ def test_decompose_command_records_runs_that_train_reproduces(tmp_path):
     lines = first.stdout.splitlines()
     assert lines[0] == "model mlp, 20 steps of batch 100, adam lr 0.001; base seed 0"
     assert len([x for x in lines if ": init " in x]) == 8
-    assert lines[-6].split() == ["condition", "runs", "distinct", "mean", "std", "min", "max"] + [
+    assert lines[-10].split() == ["condition", "runs", "distinct", "mean", "std", "min", "max"] + [
         "var",
         "/",
         "var(all)",
     ]
+    assert lines[-5].startswith("   init: 95% CI of the std [")
     record = decomposition.load(path)
     assert record.complete and record.meta["command"][3:5] == ["decompose", "--model"]
     assert record.distinct(lambda r: r.final_digest) == dict.fromkeys(experiments.CONDITIONS, 2)

@@ -203,6 +203,11 @@ def test_std_confidence_interval():
     assert high == pytest.approx(s * math.sqrt(4 / 0.484419), rel=1e-5)
 
 
+def test_std_interval_lines_align_names_and_scale():
+    lines = experiments.std_interval_lines({"a": [0.01, 0.02, 0.03, 0.04, 0.05], "all": [1, 1]})
+    assert lines == ["  a: 95% CI of the std [0.95, 4.54]", "all: 95% CI of the std [0.00, 0.00]"]
+
+
 def test_paired_test_on_identical_inputs_finds_no_difference():
     a = [0.91, 0.93, 0.92, 0.95, 0.90]
     p = experiments.paired_test(a, list(a))

@@ -374,6 +374,9 @@ def _decompose(args: argparse.Namespace, command: list[str]) -> int:
     finals = record.distinct(lambda r: r.final_digest)
     for line in experiments.spread_table(groups, distinct_results=finals):
         print(line)
+    if len(record.complete_seeds()) > 1:
+        for line in experiments.std_interval_lines(groups):
+            print(line)
     print(f"record {path}")
     print(f"{len(record.runs)} runs took {record.seconds() / 60:.1f} min", file=sys.stderr)
     return 0

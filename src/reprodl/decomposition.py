@@ -25,7 +25,7 @@ Format ``reprodl.decomposition``, version 1 (a JSON object)::
       "runs": [{"condition": "init", "seed": 1,
                 "seeds": {"init": 1, "order": 0, "dropout": 209652396},
                 "correct": 9903, "total": 10000,     # on the 10,000 test images
-                "final_loss": 0.0123,                # the last step's loss (float32 value)
+                "final_loss": 0.0123,                # the last step's loss; null if not finite
                 "initial_digest": "<64 hex>",        # every state variable before training
                 "final_digest": "<64 hex>",          # the final weights' fingerprint
                 "seconds": 98.7}, ...]
@@ -38,6 +38,7 @@ else. Needs NumPy only, except :func:`run`.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import time
@@ -49,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from reprodl.experiments import CONDITIONS, Seeds, seed_globals, seeds_for
-from reprodl.records import RecordError
+from reprodl.records import RecordError, _fail, _is_int, read_json
 
 FORMAT = "reprodl.decomposition"
 VERSION = 1
@@ -67,7 +68,7 @@ class RecordedRun:
     seeds: Seeds
     correct: int
     total: int
-    final_loss: float
+    final_loss: float | None  # None if the run diverged (NaN or infinite loss)
     initial_digest: str
     final_digest: str
     seconds: float
@@ -212,7 +213,7 @@ def run(
             seeds=seeds,
             correct=int(test.correct),
             total=int(test.total),
-            final_loss=float(result.losses[-1]),
+            final_loss=_finite_or_none(float(result.losses[-1])),
             initial_digest=result.initial_digest,
             final_digest=result.final_digest,
             seconds=round(time.perf_counter() - start, 3),
@@ -223,6 +224,10 @@ def run(
         if on_run:
             on_run(done)
     return record
+
+
+def _finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None
 
 
 def to_json(record: Decomposition) -> dict[str, Any]:
@@ -248,26 +253,7 @@ def save(record: Decomposition, path: str | os.PathLike[str]) -> Path:
 
 def load(path: str | os.PathLike[str]) -> Decomposition:
     """Read and check a decomposition record; :class:`RecordError` names what is wrong."""
-    where = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RecordError(f"{where}: no such decomposition record") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RecordError(f"{where}: cannot read the record ({exc})") from None
-    try:
-        payload = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RecordError(f"{where}: not valid JSON (truncated or corrupt?): {exc}") from None
-    return _validate(payload, where)
-
-
-def _fail(where: str, problem: str) -> None:
-    raise RecordError(f"{where}: {problem}")
-
-
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
+    return _validate(read_json(path), str(path))
 
 
 def _validate(payload: Any, where: str) -> Decomposition:
@@ -312,11 +298,9 @@ def _validate(payload: Any, where: str) -> Decomposition:
             _fail(where, f"{at}: its seeds are not those of {run.condition} {run.seed}")
         if not (_is_int(run.correct) and _is_int(run.total) and 0 <= run.correct <= run.total):
             _fail(where, f"{at}: correct and total must be counts, correct <= total")
-        if not all(
-            isinstance(x, (int, float)) and not isinstance(x, bool)
-            for x in (run.final_loss, run.seconds)
-        ):
-            _fail(where, f"{at}: final_loss and seconds must be numbers")
+        numbers = [run.seconds] + ([] if run.final_loss is None else [run.final_loss])
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in numbers):
+            _fail(where, f"{at}: final_loss and seconds must be numbers (final_loss may be null)")
         if not all(
             isinstance(d, str) and _HEX64.fullmatch(d)
             for d in (run.initial_digest, run.final_digest)

@@ -504,6 +504,20 @@ def spread_table(
     ]
 
 
+def std_interval_lines(
+    groups: Mapping[str, Sequence[float] | np.ndarray], *, scale: float = 100.0, digits: int = 2
+) -> list[str]:
+    """One line per group: the 95% confidence interval of its standard deviation (times
+    ``scale``), to read a :func:`spread_table` with: how well few runs pin a spread down."""
+    width = max(len(name) for name in groups)
+    f = f"{{:.{digits}f}}".format
+    lines = []
+    for name, values in groups.items():
+        low, high = std_ci95(scale * np.asarray(values, dtype=np.float64))
+        lines.append(f"{name:>{width}}: 95% CI of the std [{f(low)}, {f(high)}]")
+    return lines
+
+
 def std_ci95(values: Sequence[float] | np.ndarray) -> tuple[float, float]:
     """95% confidence interval of the standard deviation (chi-square, assumes normal scores)."""
     from scipy import stats

@@ -216,6 +216,12 @@ def save(record: RunRecord, path: str | os.PathLike[str]) -> Path:
 
 def load(path: str | os.PathLike[str]) -> RunRecord:
     """Read and check a record file; :class:`RecordError` names the file and the problem."""
+    return _validate(read_json(path), str(path))
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """Parse a JSON file; :class:`RecordError` says why it cannot be (missing, empty, cut short,
+    corrupt), naming the file."""
     where = str(path)
     try:
         raw = Path(path).read_bytes()
@@ -242,7 +248,7 @@ def load(path: str | os.PathLike[str]) -> RunRecord:
         raise RecordError(f"{where}: not valid JSON, {hint}: {exc.msg}") from None
     except ValueError as exc:
         raise RecordError(f"{where}: not valid JSON: {exc}") from None
-    return _validate(payload, where)
+    return payload
 
 
 def _fail(where: str, problem: str) -> None:
