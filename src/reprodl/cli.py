@@ -322,16 +322,23 @@ def _decompose(args: argparse.Namespace, command: list[str]) -> int:
         )
         return 2
     mnist = data.load_mnist(args.data)
-    opt, lr, batch = DEFAULTS[args.model]
-    batch = args.batch_size or batch
+    run_spec = training.RunSpec(
+        model=args.model,
+        steps=1,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        dropout=args.dropout,
+        schedule=args.schedule,
+    ).resolved()
+    batch, opt = run_spec.batch_size, run_spec.optimizer
     steps = args.steps or args.epochs * steps_per_epoch(len(mnist.train), batch)
     spec = {
         "model": args.model,
         "steps": steps,
         "batch_size": batch,
         "optimizer": opt,
-        "learning_rate": args.lr or lr,
-        "schedule": args.schedule or training.DEFAULT_SCHEDULES[args.model],
+        "learning_rate": run_spec.learning_rate,
+        "schedule": run_spec.schedule,
         "dropout": args.dropout,
         "base": args.base,
     }

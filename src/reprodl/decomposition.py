@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from reprodl.experiments import CONDITIONS, Seeds, seed_globals, seeds_for
+from reprodl.experiments import CONDITIONS, Seeds, run_in_condition, seeds_for
 from reprodl.records import RecordError, _fail, _is_int, read_json
 
 FORMAT = "reprodl.decomposition"
@@ -79,7 +79,7 @@ class RecordedRun:
         return self.correct / self.total
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "seeds": asdict(self.seeds)}
+        return asdict(self)  # the Seeds too, as a nested dict
 
 
 @dataclass
@@ -146,8 +146,9 @@ def new(
     """An empty record for the runs of ``spec`` (and this process's settings and machine)."""
     from reprodl import records, runtime
 
-    for c in conditions:
-        seeds_for(c, 0)  # validates the condition
+    unknown = [c for c in conditions if c not in CONDITIONS]
+    if unknown:
+        raise ValueError(f"unknown condition {unknown[0]!r}; choose from {', '.join(CONDITIONS)}")
     if not seeds or len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
         raise ValueError("seeds must be distinct non-negative ints, at least one")
     if len(set(conditions)) != len(conditions) or not conditions:
@@ -195,17 +196,16 @@ def run(
 ) -> Decomposition:
     """Do every planned run that ``record`` lacks with ``runner`` (an experiments.SeedRunner).
 
-    The global generators are reset before each run as :func:`reprodl.experiments.decompose`
-    does. With ``path`` the record is saved (atomically) after every run.
+    Each run goes through :func:`reprodl.experiments.run_in_condition`, as in
+    :func:`reprodl.experiments.decompose`. With ``path`` the record is saved (atomically) after
+    every run.
     """
     base = int(record.meta["spec"]["base"])
     for condition, seed in plan(record.seeds, record.conditions):
         if record.find(condition, seed):
             continue
-        seeds = seeds_for(condition, seed, base)
-        seed_globals(seed if condition == "all" else base)
         start = time.perf_counter()
-        result = runner(seeds)
+        seeds, result = run_in_condition(runner, condition, seed, base)
         test = result.evaluations["test"]
         done = RecordedRun(
             condition=condition,

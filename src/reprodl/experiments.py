@@ -350,26 +350,26 @@ class SeedRunner:
         from reprodl import models, training
         from reprodl.data import to_float
 
-        opt, lr, batch = training.DEFAULTS[model]
         if steps <= 0:
             raise ValueError(f"steps must be positive, got {steps}")
-        schedule = schedule or training.DEFAULT_SCHEDULES[model]
-        if schedule not in training.SCHEDULES:
-            raise ValueError(f"unknown schedule {schedule!r}; choose one of {training.SCHEDULES}")
+        spec = training.RunSpec(
+            model=model,
+            steps=steps,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            learning_rate=learning_rate,
+            schedule=schedule,
+        ).resolved()  # the model's defaults, as training.run fills them in
         self.name = model
         self.steps = steps
-        self.batch_size = batch_size or batch
+        self.batch_size = spec.batch_size
+        self.optimizer_name = spec.optimizer
+        self.learning_rate = spec.learning_rate
+        self.schedule = spec.schedule
         self.model_kwargs = dict(model_kwargs)
         self.num_examples = len(train)
         self.model = models.build(model, 0, **self._kwargs(0))
-        self.optimizer_name = optimizer or opt
-        self.learning_rate = learning_rate or lr
-        self.schedule = schedule
-        self.optimizer = training.make_optimizer(
-            self.optimizer_name,
-            self.learning_rate,
-            cosine_steps=steps if schedule == "cosine" else None,
-        )
+        self.optimizer = training.optimizer_for(spec)
         variables = self.model.trainable_variables
         self.optimizer.build(variables)
         self._state = training.state_variables(self.model)
@@ -435,6 +435,16 @@ class SeedRunner:
         )
 
 
+def run_in_condition(
+    run: Callable[[Seeds], R], condition: str, seed: int, base: int = 0
+) -> tuple[Seeds, R]:
+    """``run(seeds_for(condition, seed, base))``, after resetting the global generators to
+    ``base`` (to ``seed`` under ``"all"``); returns the seeds and the result."""
+    seeds = seeds_for(condition, seed, base)
+    seed_globals(seed if condition == "all" else base)
+    return seeds, run(seeds)
+
+
 def decompose(
     run: Callable[[Seeds], R],
     seeds: Sequence[int],
@@ -456,8 +466,7 @@ def decompose(
 
         def one(seed: int | None, condition: str = condition) -> R:
             assert seed is not None
-            seed_globals(seed if condition == "all" else base)
-            return run(seeds_for(condition, seed, base))
+            return run_in_condition(run, condition, seed, base)[1]
 
         def report(
             i: int, seed: int | None, r: R, condition: str = condition, plan: list = plan

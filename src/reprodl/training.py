@@ -583,9 +583,15 @@ def build(spec: RunSpec, num_examples: int):
     elif spec.dropout_seed is not None:
         kwargs["dropout_seed"] = spec.dropout_seed
     model = models.build(spec.model, spec.seed, **kwargs)
+    return model, optimizer_for(spec), make_stream(num_examples, spec.order, spec.seed)
+
+
+def optimizer_for(spec: RunSpec):
+    """A fresh optimizer of ``spec`` (defaults filled in): its learning rate, with the cosine
+    schedule decaying over ``spec.steps``."""
+    spec = spec.resolved()
     cosine_steps = spec.steps if spec.schedule == "cosine" else None
-    optimizer = make_optimizer(spec.optimizer, spec.learning_rate, cosine_steps=cosine_steps)
-    return model, optimizer, make_stream(num_examples, spec.order, spec.seed)
+    return make_optimizer(spec.optimizer, spec.learning_rate, cosine_steps=cosine_steps)
 
 
 def process_settings_differ(spec: RunSpec) -> list[str]:
