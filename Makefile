@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 REPRODL_DATA ?= $(abspath $(wildcard ../shared/data/mnist))
 export REPRODL_DATA
 
-.PHONY: install book test execute lint format freeze bench clean
+.PHONY: install book test execute lint format freeze bench crosscheck clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,7 @@ book: $(STAMP)
 
 ## Every test: unit tests, the exact-output gate (pytest --nbval), book build and browser tests.
 test: $(STAMP)
+	@bash tools/ensure_qemu.sh
 	$(BIN)/python -m pytest
 
 ## Re-execute every notebook in place in the pinned environment (the only way outputs change).
@@ -44,7 +45,12 @@ freeze: $(STAMP)
 	{ sed -n '1,2p' requirements.txt; $(BIN)/pip freeze --exclude-editable | grep -iv '^reprodl'; echo "-e ."; } > requirements.tmp && mv requirements.tmp requirements.txt
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/cnn_steps.py
+	$(BIN)/python benchmarks/price_of_exactness.py --out benchmarks/results/price_of_exactness.json
+
+## Re-run the cross-CPU battery natively and on the emulated CPUs; rewrite the committed records.
+crosscheck: $(STAMP)
+	@bash tools/ensure_qemu.sh
+	$(BIN)/python -m reprodl crosscheck --all-settings --emulate Haswell,Skylake-Server,Icelake-Server,EPYC-Rome,EPYC-Milan --out benchmarks/results/cross_cpu
 
 clean:
 	rm -rf _build

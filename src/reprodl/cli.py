@@ -1,10 +1,15 @@
-"""Command line: ``python -m reprodl train|compare|bisect|decompose|env`` (and ``replay``).
+"""Command line: ``python -m reprodl COMMAND``: train, compare, bisect, decompose, crosscheck,
+env (and replay).
 
 ``train`` prints only deterministic lines on stdout (loss, accuracy, fingerprint), so two runs can
 be compared with ``diff``; the wall-clock time goes to stderr. With ``--record FILE`` it also saves
 a run record (:mod:`reprodl.records`), with ``--checkpoint-every K`` checkpoints for ``bisect``.
 
 ``compare A B`` and ``bisect A B`` print a divergence report (:mod:`reprodl.divergence`).
+
+``crosscheck`` runs a battery of short trainings natively and on emulated CPUs and says, per
+setting of the pins, which CPUs give the same bits (:mod:`reprodl.crosscheck`); exit status 1 when
+the pinned setting differs between CPUs.
 
 ``decompose`` trains a model once per seed and condition (vary only the initialisation, only the
 batch order, only the dropout masks, or all), saving a record after every run
@@ -218,6 +223,30 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--end", type=_positive_int, required=True, help="last step to replay")
     rp.add_argument("--out", required=True, help="where to write the states (.npz)")
 
+    cc = sub.add_parser(
+        "crosscheck",
+        help="run a battery of short trainings on this CPU and emulated ones; compare the bits",
+        description=(
+            "Run the cross-CPU battery (softmax, MLP, Keras fit, CNN; a few steps each) in fresh "
+            "processes under the pinned setting and, with --all-settings, the alternatives, "
+            "natively and under qemu-x86_64 -cpu MODEL for each --emulate model. Writes one "
+            "record per CPU into --out; --against DIR compares with committed records."
+        ),
+    )
+    cc.add_argument("--emulate", metavar="MODEL,...", default="", help="QEMU CPU models")
+    cc.add_argument("--no-native", action="store_true", help="skip the run on this CPU")
+    cc.add_argument(
+        "--all-settings",
+        action="store_true",
+        help="also the alternatives: oneDNN opts 0/1 x ISA cap AVX2/AVX x 1/2 intra-op threads",
+    )
+    cc.add_argument("--settings", metavar="NAME,...", help="settings by name (opts1-AVX2-t1,...)")
+    cc.add_argument("--cases", metavar="NAME,...", help="a subset of the battery's cases")
+    cc.add_argument("--out", metavar="DIR", help="write one record per CPU into DIR")
+    cc.add_argument("--against", metavar="DIR", help="compare with the records in DIR")
+    cc.add_argument("--jobs", type=_positive_int, default=2, help="emulators at a time")
+    cc.add_argument("--timeout", type=_positive_float, default=1800, help="seconds per process")
+
     env = sub.add_parser("env", help="print the environment report")
     env.add_argument("--json", action="store_true", help="as JSON")
     return parser
@@ -419,6 +448,70 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _crosscheck(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from reprodl import crosscheck as cc
+
+    try:
+        if args.settings:
+            settings = [cc.Setting.parse(name) for name in args.settings.split(",")]
+        else:
+            settings = [cc.PINNED, *(cc.ALTERNATIVES if args.all_settings else ())]
+        names = args.cases.split(",") if args.cases else list(cc.CASES)
+        unknown = [n for n in names if n not in cc.CASES]
+        if unknown:
+            raise ValueError(f"unknown case {unknown[0]!r}; choose from {', '.join(cc.CASES)}")
+    except ValueError as exc:
+        parser.error(str(exc))
+    cases = [cc.CASES[n] for n in names]
+    models = [m for m in args.emulate.split(",") if m]
+    if models and cc.qemu_path() is None:
+        print(
+            "error: --emulate needs qemu-x86_64 (Debian: apt-get install qemu-user)",
+            file=sys.stderr,
+        )
+        return 2
+    if args.no_native and not models and not args.against:
+        parser.error("nothing to do: --no-native without --emulate or --against")
+    new: list[dict] = []
+    if not args.no_native:
+        new.append(cc.run_battery(settings, cases, timeout=args.timeout))
+    if models:
+        new += cc.emulate_many(models, settings, cases, jobs=args.jobs, timeout=args.timeout)
+    for record in new:
+        print(f"== {cc.label(record)}: L2 {cpu_size(record['cpu'].get('l2'))}")
+        for row in record["results"]:
+            print(
+                f"{row['setting']:<15} {row['case']:<8} loss {row['loss']:<11} "
+                f"fingerprint {row['fingerprint'][:16]} logits {row['logits'][:16]}"
+            )
+        if args.out:
+            path = Path(args.out) / f"{cc.slug(record)}.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.exists():  # another run on the same CPU: keep what it measured that this lacks
+                record = cc.merge(cc.load(path), record)
+            cc.save(record, path)
+            print(f"record: {path}")
+    if not (args.against or len(new) > 1):
+        return 0
+    against = cc.load_dir(args.against) if args.against else []
+    rows = cc.agreement([*against, *new])
+    print()
+    for line in cc.format_agreement(rows):
+        print(line)
+    pinned_ok = all(a.exact for a in rows if a.setting == cc.PINNED.name)
+    print(
+        f"\npinned setting {cc.PINNED.name}: "
+        f"{'exact on every CPU' if pinned_ok else 'DIFFERS between CPUs'}"
+    )
+    return 0 if pinned_ok else 1
+
+
+def cpu_size(n: int | None) -> str:
+    from reprodl.cpu import short_size
+
+    return short_size(n)
+
+
 def _env(args: argparse.Namespace) -> int:
     from reprodl import runtime
 
@@ -457,6 +550,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     if args.command == "env":
         return _env(args)
+    if args.command == "crosscheck":
+        from reprodl.crosscheck import CrossCheckError
+
+        try:
+            return _crosscheck(parser, args)
+        except CrossCheckError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if args.command == "decompose":
         if args.model == "softmax" and args.dropout is not None:
             parser.error("the softmax model has no dropout layer")

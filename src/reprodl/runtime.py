@@ -19,14 +19,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-#: Intra-op threads TensorFlow uses for one op. The bits change with this number, so it is fixed.
-INTRA_OP_THREADS = 2
-#: Inter-op threads (independent ops in parallel). Does not change bits; pinned for stable timing.
-INTER_OP_THREADS = 1
+#: Intra-op threads TensorFlow uses for one op. With more than one, how oneDNN splits a matrix
+#: product between threads depends on the CPU model, so each op runs on one thread.
+INTRA_OP_THREADS = 1
+#: Inter-op threads: independent ops (a layer's weight and input gradients) run side by side.
+#: Each op still computes alone, so this buys speed without changing a bit.
+INTER_OP_THREADS = 2
 #: Threads of NumPy's BLAS (OpenBLAS). Float32 matmul bits change with it.
 BLAS_THREADS = 1
 #: The instruction-set cap for oneDNN on x86-64: AVX-512 machines then compute as AVX2 ones do.
 ONEDNN_ISA = "AVX2"
+#: TensorFlow's oneDNN ops ("1": MatMul, Conv2D and their gradients run as oneDNN primitives).
+#: With "0" they run as Eigen contractions whose blocking follows the CPU's L2/L3 sizes, so the
+#: bits differed between CPU models with 2 threads (see the module docstring).
+ONEDNN_OPTS = "1"
 #: The OpenBLAS kernel family on x86-64 (Haswell = the AVX2 kernels).
 OPENBLAS_CORE = "Haswell"
 #: NumPy's own SIMD loops (float32 exp, log, ...) dispatch by CPU at import; these are the
@@ -38,7 +44,7 @@ def _pinned_variables() -> dict[str, str]:
     """The environment variables the contract fixes, with their values on this platform."""
     env = {
         "TF_CPP_MIN_LOG_LEVEL": "3",  # level 2 still lets a C++ error line through Keras fit
-        "TF_ENABLE_ONEDNN_OPTS": "0",
+        "TF_ENABLE_ONEDNN_OPTS": ONEDNN_OPTS,
         "TF_NUM_INTRAOP_THREADS": str(INTRA_OP_THREADS),
         "TF_NUM_INTEROP_THREADS": str(INTER_OP_THREADS),
         "OMP_NUM_THREADS": str(INTRA_OP_THREADS),
@@ -201,6 +207,20 @@ def _pin_tensorflow(op_determinism: bool) -> None:
         tf_config.disable_op_determinism()
 
 
+def _check_isa() -> None:
+    """Warn when this x86-64 CPU cannot run the AVX2 kernels the stored outputs come from."""
+    if "ONEDNN_MAX_CPU_ISA" not in PINNED_ENV:
+        return
+    from reprodl import cpu
+
+    info = cpu.describe()
+    if info.best_isa is not None and info.effective_isa(ONEDNN_ISA) != ONEDNN_ISA:
+        _warn(
+            f"This CPU ({info.model_name}) has no {ONEDNN_ISA} (best: {info.best_isa}): oneDNN "
+            "and OpenBLAS run other kernels, so trainings will not give the book's bits."
+        )
+
+
 def setup(seed: int, *, op_determinism: bool = True) -> None:
     """Pin the whole process and seed Python, NumPy and TensorFlow/Keras with ``seed``.
 
@@ -217,6 +237,7 @@ def setup(seed: int, *, op_determinism: bool = True) -> None:
             "PYTHONHASHSEED is not set: set iteration order of str varies between runs. It only "
             "takes effect before Python starts (e.g. `PYTHONHASHSEED=0 jupyter lab`)."
         )
+    _check_isa()
     _pin_numpy()
     _pin_tensorflow(op_determinism)
     import keras
@@ -290,19 +311,27 @@ def environment_report() -> dict[str, Any]:
 def environment_line() -> str:
     """A one-line summary of :func:`environment_report` for the top of a chapter.
 
-    Deliberately leaves out the CPU model, flags and core count: they differ between machines that
-    must still produce the same stored outputs. The pins that make them agree are included.
+    It names this CPU (model, best instruction set, L2 size per core) and what oneDNN computes
+    with under the cap, so a reader whose numbers differ sees why; the CPU part is the one thing
+    in a chapter's stored outputs that may differ between machines that agree bit for bit.
     """
+    from reprodl import cpu as cpu_info
+
     r = environment_report()
     s = r["settings"]
-    isa = s.get("ONEDNN_MAX_CPU_ISA") or "native"
+    c = cpu_info.describe()
+    cap = s.get("ONEDNN_MAX_CPU_ISA")
+    onednn = s.get("TF_ENABLE_ONEDNN_OPTS") == "1"
     parts = [
         f"Python {r['python']}",
         f"NumPy {r['numpy']}",
         f"TensorFlow {r.get('tensorflow', 'not loaded')}",
         f"Keras {r.get('keras', 'not loaded')}",
-        f"oneDNN ISA cap {isa}",
-        f"{s.get('tf_intra_op_threads', INTRA_OP_THREADS)} intra-op threads",
+        f"CPU {c.model_name} ({c.best_isa or 'no SIMD'}, L2 {cpu_info.short_size(c.l2)})",
+        f"oneDNN {'ops on' if onednn else 'ops off'}, ISA {c.effective_isa(cap) or 'native'}"
+        + (f" (cap {cap})" if cap else ""),
+        f"{s.get('tf_intra_op_threads', INTRA_OP_THREADS)} intra-op thread(s), "
+        f"{s.get('tf_inter_op_threads', INTER_OP_THREADS)} inter-op",
         f"op determinism {'on' if s.get('op_determinism') else 'off'}",
     ]
     return " | ".join(parts)

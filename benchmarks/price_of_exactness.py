@@ -1,0 +1,161 @@
+"""Benchmark: the price of exactness. Deep-CNN training steps per second (batch 100) under
+
+- ``stock``: Keras ``fit`` with TensorFlow's defaults (no pins, no op determinism, no seeds):
+  what a user who does not care about reproducibility runs;
+- ``pinned-fit``: Keras ``fit`` in a process pinned by ``reprodl.setup`` (op determinism on);
+- ``own-loop``: the book's own compiled loop (``reprodl.training.train``), pinned.
+
+Usage: python benchmarks/price_of_exactness.py [--steps 150] [--warmup 20] [--repeats 3] [--out F]
+
+Each measurement runs in a fresh process (the pins are process-wide), and the variants alternate
+(stock, pinned-fit, own-loop, stock, ...) so that a busy machine hurts all of them alike. A
+measurement times ``--steps`` steps after ``--warmup`` untimed ones (tracing, first allocations).
+Prints one line per measurement and the median ratios; writes a JSON record with the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+VARIANTS = ("stock", "pinned-fit", "own-loop")
+
+_CHILD = r"""
+import json, os, sys, time
+variant, steps, warmup, data_dir = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+n = 100 * (steps + warmup)
+if variant == "stock":
+    saved = dict(os.environ)
+    import tensorflow as tf  # TensorFlow's own defaults: nothing set before it loads
+    from reprodl import data, models  # importing reprodl pins os.environ: undo before any op
+    os.environ.clear()
+    os.environ.update(saved)
+else:
+    import reprodl
+    reprodl.setup(0)
+    import tensorflow as tf
+    from reprodl import data, models
+import keras
+from tensorflow.python.framework import config as tf_config
+from reprodl import training
+
+mnist = data.load_mnist(data_dir)
+split = data.Split(mnist.train.images[:n], mnist.train.labels[:n])
+model = models.build("cnn", 0)
+optimizer = training.make_optimizer("adam", 2e-3)
+if variant == "own-loop":
+    record = training.train(model, split, steps=warmup + steps, batch_size=100,
+                            optimizer=optimizer, order_seed=0)
+    ends = record.seconds  # the loop's own clock: mean over all steps but the first
+    rate = (warmup + steps - 1) / (record.seconds - record.first_step_seconds)
+else:
+    times = []
+
+    class Clock(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            times.append(time.perf_counter())
+
+    model.compile(optimizer=optimizer,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(data.to_float(split.images), split.labels, batch_size=100, epochs=1,
+              shuffle=variant == "stock", verbose=0, callbacks=[Clock()])
+    rate = steps / (times[-1] - times[warmup - 1])
+print(json.dumps({
+    "variant": variant, "steps_per_second": rate,
+    "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+    "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+    "op_determinism": tf_config.is_op_determinism_enabled(),
+    "onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
+    "onednn_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
+}))
+"""
+
+# Variables through which reprodl pins a process; the stock child must start without them.
+_PIN_PREFIXES = ("TF_", "ONEDNN", "OMP_", "OPENBLAS", "MKL_", "NPY_", "PYTHONHASHSEED")
+
+
+def measure(variant: str, steps: int, warmup: int, data_dir: str) -> dict:
+    env = dict(os.environ)
+    if variant == "stock":
+        env = {k: v for k, v in env.items() if not k.startswith(_PIN_PREFIXES)}
+        env["TF_CPP_MIN_LOG_LEVEL"] = "3"  # quiet, changes nothing else
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, variant, str(steps), str(warmup), data_dir],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{variant} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
+    return json.loads(lines[-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--data", default=os.environ.get("REPRODL_DATA", ""))
+    parser.add_argument("--out", type=Path, help="JSON record (default: print only)")
+    args = parser.parse_args(argv)
+
+    import reprodl  # noqa: F401  (after the children's environment is read: only for reports)
+    from reprodl import cpu, records
+
+    runs: list[dict] = []
+    for repeat in range(args.repeats):
+        for variant in VARIANTS:
+            result = measure(variant, args.steps, args.warmup, args.data)
+            result["repeat"] = repeat
+            runs.append(result)
+            print(f"repeat {repeat} {variant:<10} {result['steps_per_second']:6.2f} steps/s  "
+                  f"(intra {result['intra_op_threads']}, inter {result['inter_op_threads']}, "
+                  f"determinism {result['op_determinism']}, oneDNN opts {result['onednn_opts']})",
+                  flush=True)  # fmt: skip
+    median = {
+        v: statistics.median(r["steps_per_second"] for r in runs if r["variant"] == v)
+        for v in VARIANTS
+    }
+    ratios = {
+        "own-loop / stock": median["own-loop"] / median["stock"],
+        "pinned-fit / stock": median["pinned-fit"] / median["stock"],
+        "own-loop / pinned-fit": median["own-loop"] / median["pinned-fit"],
+    }
+    for variant in VARIANTS:
+        print(f"median {variant:<10} {median[variant]:6.2f} steps/s")
+    for name, value in ratios.items():
+        print(f"{name}: {value:.2f}x")
+    if args.out:
+        record = {
+            "benchmark": "price_of_exactness",
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "model": "cnn",
+            "batch_size": 100,
+            "optimizer": "adam 2e-3",
+            "steps": args.steps,
+            "warmup": args.warmup,
+            "repeats": args.repeats,
+            "machine": {"cpu": cpu.describe().to_dict(), "logical_cpus": os.cpu_count()},
+            "versions": records.versions(),
+            "runs": runs,
+            "median_steps_per_second": median,
+            "ratios": ratios,
+        }
+        from reprodl.training import atomic_write
+
+        text = json.dumps(record, indent=1) + "\n"
+        atomic_write(args.out, lambda fh: fh.write(text.encode("utf-8")))
+        print(f"record: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

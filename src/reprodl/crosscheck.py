@@ -1,0 +1,429 @@
+"""Cross-CPU check: a fixed battery of short trainings, run on this CPU and on emulated ones.
+
+Each run happens in a fresh interpreter with one *setting* of the process-wide pins that decide
+the bits (``TF_ENABLE_ONEDNN_OPTS``, the oneDNN ISA cap, the intra-op thread count), natively or
+under ``qemu-x86_64 -cpu MODEL`` (QEMU's user-mode emulator: the whole process then sees the
+emulated CPU's CPUID, its instruction sets and cache sizes, and computes as that CPU would).
+A run prints one JSON line per case; :func:`run_battery` collects them into a versioned record
+(:data:`FORMAT`) with the CPU's description, and :func:`agreement` tells, per setting and case,
+which CPUs gave the same bits. ``python -m reprodl crosscheck`` is the command-line face.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reprodl import cpu, records, runtime
+
+FORMAT = "reprodl.crosscheck"
+VERSION = 1
+
+#: QEMU CPU models the check emulates by default: two AMD generations with 512 KiB L2 (Zen 2,
+#: Zen 3) and three Intel server models (QEMU reports 4 MiB L2 for them; its TCG has no AVX-512).
+DEFAULT_EMULATED = ("Haswell", "Skylake-Server", "Icelake-Server", "EPYC-Rome", "EPYC-Milan")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One combination of the pins that decide a training's bits."""
+
+    onednn_opts: str
+    isa: str
+    threads: int
+
+    @property
+    def name(self) -> str:
+        return f"opts{self.onednn_opts}-{self.isa}-t{self.threads}"
+
+    @classmethod
+    def parse(cls, name: str) -> Setting:
+        m = re.fullmatch(r"opts([01])-([A-Z0-9_]+)-t(\d+)", name)
+        if not m:
+            raise ValueError(f"not a setting name: {name!r} (like opts1-AVX2-t2)")
+        return cls(m.group(1), m.group(2), int(m.group(3)))
+
+
+#: The setting of :mod:`reprodl.runtime` (what the stored outputs are computed with).
+PINNED = Setting(runtime.ONEDNN_OPTS, runtime.ONEDNN_ISA, runtime.INTRA_OP_THREADS)
+
+#: The alternatives measured against it: oneDNN opts off/on x AVX2/AVX cap x 1/2 threads.
+ALTERNATIVES = tuple(
+    Setting(opts, isa, threads)
+    for opts in ("0", "1")
+    for isa in ("AVX2", "AVX")
+    for threads in (1, 2)
+    if Setting(opts, isa, threads) != PINNED
+)
+
+
+@dataclass(frozen=True)
+class Case:
+    """A short training of one of the book's models, with the model's own defaults."""
+
+    name: str
+    model: str
+    steps: int
+    keras_fit: bool = False
+
+
+#: The battery: every kind of kernel the book trains with (dense, convolution, dropout, SGD,
+#: Adam with a cosine schedule, the package's loop and Keras ``fit``) plus inference on a
+#: 1,000-image batch, kept short because emulation is slow.
+BATTERY = (
+    Case("softmax", "softmax", 100),
+    Case("mlp", "mlp", 40),
+    Case("mlp-fit", "mlp", 20, keras_fit=True),
+    Case("cnn", "cnn", 3),
+)
+CASES = {c.name: c for c in BATTERY}
+
+_CHILD = r"""
+import json, sys, time
+import reprodl.runtime as rt
+
+opts, isa, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
+rt.INTRA_OP_THREADS = threads  # import reprodl pinned the defaults: patch the pins themselves
+rt.PINNED_ENV.update(TF_ENABLE_ONEDNN_OPTS=opts, TF_NUM_INTRAOP_THREADS=str(threads),
+                     OMP_NUM_THREADS=str(threads))
+if "ONEDNN_MAX_CPU_ISA" in rt.PINNED_ENV:
+    rt.PINNED_ENV["ONEDNN_MAX_CPU_ISA"] = isa
+rt.setup(0)
+
+import keras
+import numpy as np
+import tensorflow as tf
+from reprodl import cpu, data, fingerprint, training
+
+print(json.dumps({"cpu": cpu.describe().to_dict()}), flush=True)
+mnist = data.load_mnist()
+train = data.Split(mnist.train.images[:10000], mnist.train.labels[:10000])
+test_x = tf.constant(data.to_float(mnist.test.images[:1000]))
+for spec in json.loads(sys.argv[4]):
+    start = time.perf_counter()
+    keras.utils.set_random_seed(0)
+    run = training.RunSpec(spec["model"], steps=spec["steps"], intra_op_threads=threads)
+    if spec["keras_fit"]:
+        model, optimizer, _ = training.build(run, len(train))
+        run = run.resolved()
+        n = run.steps * run.batch_size
+        history = training.fit_quietly(model, data.Split(train.images[:n], train.labels[:n]),
+                                       epochs=1, batch_size=run.batch_size, optimizer=optimizer,
+                                       shuffle=False, printer=None)
+        loss = float(history.history["loss"][-1])
+        digest = fingerprint.weights_digest(model)
+    else:
+        model, record = training.run(run, train)
+        loss, digest = float(record.final_loss), record.final_digest
+    logits = model(test_x, training=False).numpy()
+    print(json.dumps({
+        "case": spec["name"], "loss": training.format_float(loss), "fingerprint": digest,
+        "logits": fingerprint.array_digest(logits),
+        "seconds": round(time.perf_counter() - start, 2),
+    }), flush=True)
+"""
+
+
+class CrossCheckError(RuntimeError):
+    """A battery run failed, timed out, or a record is unusable."""
+
+
+def qemu_path() -> str | None:
+    """The QEMU user-mode emulator for x86-64, if installed."""
+    return shutil.which("qemu-x86_64")
+
+
+def run_setting(
+    setting: Setting,
+    cases: Sequence[Case] = BATTERY,
+    *,
+    emulate: str | None = None,
+    timeout: float = 1800,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Run ``cases`` in one fresh interpreter under ``setting``; return (cpu, results).
+
+    ``emulate`` names a QEMU CPU model; the interpreter then runs under ``qemu-x86_64``.
+    Raises :class:`CrossCheckError` with the child's last stderr lines when it fails.
+    """
+    command = [
+        sys.executable,
+        "-c",
+        _CHILD,
+        setting.onednn_opts,
+        setting.isa,
+        str(setting.threads),
+        json.dumps([{"name": c.name, "model": c.model, "steps": c.steps, "keras_fit": c.keras_fit}
+                    for c in cases]),
+    ]  # fmt: skip
+    if emulate:
+        qemu = qemu_path()
+        if qemu is None:
+            raise CrossCheckError(
+                "qemu-x86_64 is not installed (Debian: apt-get install qemu-user)"
+            )
+        command = [qemu, "-cpu", emulate, *command]
+    env = {**os.environ, **runtime.REPRODUCIBLE_ENV}
+    where = f"under qemu -cpu {emulate}" if emulate else "natively"
+    try:
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise CrossCheckError(f"{setting.name} {where} took more than {timeout:.0f} s") from None
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines or len(lines) != len(cases) + 1:
+        tail = "\n".join(
+            line for line in proc.stderr.splitlines()[-8:] if "TCG doesn't support" not in line
+        )
+        raise CrossCheckError(
+            f"{setting.name} {where} failed (exit {proc.returncode}):\n{tail or proc.stdout[-500:]}"
+        )
+    info = lines[0]["cpu"]
+    results = [{"setting": setting.name, **line} for line in lines[1:]]
+    return info, results
+
+
+def run_battery(
+    settings: Sequence[Setting],
+    cases: Sequence[Case] = BATTERY,
+    *,
+    emulate: str | None = None,
+    timeout: float = 1800,
+    progress=None,
+) -> dict[str, Any]:
+    """Run the battery under every setting on one CPU (native, or ``emulate``); a record."""
+    cpu_info: dict[str, Any] | None = None
+    results: list[dict[str, Any]] = []
+    for setting in settings:
+        info, rows = run_setting(setting, cases, emulate=emulate, timeout=timeout)
+        cpu_info = cpu_info or info
+        results += rows
+        if progress:
+            for row in rows:
+                progress(cpu_info, row)
+    import numpy as np
+
+    host = cpu.describe()
+    versions = {"python": sys.version.split()[0], "numpy": np.__version__}
+    versions.update(_tf_versions())
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "cpu": cpu_info,
+        "emulated": emulate,
+        "host_cpu": None if not emulate else host.to_dict(),
+        "versions": versions,
+        "pinned": PINNED.name,
+        "cases": [{"name": c.name, "model": c.model, "steps": c.steps, "keras_fit": c.keras_fit}
+                  for c in cases],
+        "results": results,
+    }  # fmt: skip
+
+
+def _tf_versions() -> dict[str, str]:
+    """The installed TensorFlow and Keras versions, without importing TensorFlow."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("tensorflow", "keras"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+# --- records ---------------------------------------------------------------------------------
+
+_RESULT_SCHEMA = {
+    "type": "object",
+    "required": ["setting", "case", "loss", "fingerprint", "logits"],
+    "properties": {
+        "setting": {"type": "string", "pattern": r"^opts[01]-[A-Z0-9_]+-t\d+$"},
+        "case": {"type": "string"},
+        "loss": {"type": "string"},
+        "fingerprint": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "logits": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "seconds": {"type": "number"},
+    },
+}
+
+#: The structure of a crosscheck record (meaning is checked in code).
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["format", "version", "cpu", "emulated", "versions", "pinned", "results"],
+    "properties": {
+        "format": {"const": FORMAT},
+        "version": {"const": VERSION},
+        "cpu": {
+            "type": "object",
+            "required": ["vendor", "model_name", "family", "model", "flags", "l2"],
+        },
+        "emulated": {"type": ["string", "null"]},
+        "versions": {"type": "object"},
+        "pinned": {"type": "string"},
+        "results": {"type": "array", "items": _RESULT_SCHEMA},
+    },
+}
+
+
+def label(record: Mapping[str, Any]) -> str:
+    """A short name for the CPU of ``record``: the QEMU model, or the native CPU's model."""
+    c = record["cpu"]
+    if record.get("emulated"):
+        return f"{record['emulated']} (emulated)"
+    return f"{c['model_name']} (family {c['family']} model {c['model']})"
+
+
+def slug(record: Mapping[str, Any]) -> str:
+    """A file name for ``record``: ``qemu-epyc-milan`` or ``native-amd-epyc-f25-m17``."""
+    if record.get("emulated"):
+        base = f"qemu-{record['emulated']}"
+    else:
+        c = record["cpu"]
+        base = f"native-{c['model_name']}-f{c['family']}-m{c['model']}"
+    return re.sub(r"[^a-z0-9]+", "-", base.lower()).strip("-")
+
+
+def save(record: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Validate ``record`` and write it atomically as JSON."""
+    from reprodl.training import atomic_write
+
+    validate(record)
+    text = json.dumps(record, indent=1, sort_keys=True) + "\n"
+    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+    return Path(path)
+
+
+def validate(record: Any) -> None:
+    """Raise :class:`CrossCheckError` unless ``record`` is a well-formed crosscheck record."""
+    import jsonschema
+
+    try:
+        jsonschema.validate(record, SCHEMA)
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "the top level"
+        raise CrossCheckError(f"not a crosscheck record ({where}: {exc.message})") from None
+    seen = set()
+    for row in record["results"]:
+        key = (row["setting"], row["case"])
+        if key in seen:
+            raise CrossCheckError(f"the record has {key[1]} under {key[0]} twice")
+        seen.add(key)
+
+
+def merge(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """``new`` plus the results of ``old`` it lacks (same CPU, versions and pins, else an error)."""
+    for key in ("emulated", "versions", "pinned"):
+        if old.get(key) != new.get(key):
+            raise CrossCheckError(f"cannot merge records with different {key}")
+    if dict(old["cpu"]) != dict(new["cpu"]):
+        raise CrossCheckError("cannot merge records of different CPUs")
+    keys = {(r["setting"], r["case"]) for r in new["results"]}
+    kept = [r for r in old["results"] if (r["setting"], r["case"]) not in keys]
+    cases = {c["name"]: c for c in [*old.get("cases", []), *new.get("cases", [])]}
+    return {**new, "results": [*kept, *new["results"]], "cases": list(cases.values())}
+
+
+def load(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and validate one record; :class:`CrossCheckError` for a corrupt or foreign file."""
+    try:
+        record = records.read_json(path)
+    except (OSError, ValueError) as exc:
+        raise CrossCheckError(f"{path}: {exc}") from None
+    try:
+        validate(record)
+    except CrossCheckError as exc:
+        raise CrossCheckError(f"{path}: {exc}") from None
+    return record
+
+
+def load_dir(folder: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Every record (``*.json``) in ``folder``, sorted by file name."""
+    paths = sorted(Path(folder).glob("*.json"))
+    if not paths:
+        raise CrossCheckError(f"no crosscheck records (*.json) in {folder}")
+    return [load(p) for p in paths]
+
+
+# --- agreement -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """For one setting and case: the groups of CPUs that gave the same bits (largest first)."""
+
+    setting: str
+    case: str
+    groups: tuple[tuple[str, tuple[str, ...]], ...]  # (fingerprint, CPU labels)
+
+    @property
+    def exact(self) -> bool:
+        return len(self.groups) == 1
+
+
+def agreement(recs: Iterable[Mapping[str, Any]]) -> list[Agreement]:
+    """Group the CPUs of ``recs`` by the bits (weights and test logits) of each setting and case."""
+    table: dict[tuple[str, str], dict[str, list[str]]] = {}
+    for rec in recs:
+        who = label(rec)
+        for row in rec["results"]:
+            bits = f"{row['fingerprint']}/{row['logits']}"
+            table.setdefault((row["setting"], row["case"]), {}).setdefault(bits, []).append(who)
+    out = []
+    for (setting, case), groups in sorted(table.items(), key=lambda kv: _order(kv[0])):
+        ranked = sorted(groups.items(), key=lambda g: (-len(g[1]), g[0]))
+        out.append(Agreement(setting, case, tuple((fp, tuple(cpus)) for fp, cpus in ranked)))
+    return out
+
+
+def _order(key: tuple[str, str]) -> tuple[int, str, int]:
+    setting, case = key
+    pinned_first = 0 if setting == PINNED.name else 1
+    case_index = list(CASES).index(case) if case in CASES else len(CASES)
+    return pinned_first, setting, case_index
+
+
+def format_agreement(rows: Sequence[Agreement]) -> list[str]:
+    """One line per setting and case: exact on all CPUs, or the groups that differ."""
+    lines = []
+    for a in rows:
+        n = sum(len(cpus) for _, cpus in a.groups)
+        head = f"{a.setting:<15} {a.case:<8}"
+        if a.exact:
+            lines.append(f"{head} exact on all {n} CPUs  ({a.groups[0][0][:16]})")
+        else:
+            parts = "  |  ".join(f"{fp[:8]}: {', '.join(cpus)}" for fp, cpus in a.groups)
+            lines.append(f"{head} {len(a.groups)} results on {n} CPUs: {parts}")
+    return lines
+
+
+def emulate_many(
+    models: Sequence[str],
+    settings: Sequence[Setting],
+    cases: Sequence[Case] = BATTERY,
+    *,
+    jobs: int = 2,
+    timeout: float = 1800,
+) -> list[dict[str, Any]]:
+    """:func:`run_battery` under each QEMU model, ``jobs`` emulators at a time (bits do not
+    depend on load, only the time does)."""
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = [
+            pool.submit(run_battery, settings, cases, emulate=m, timeout=timeout) for m in models
+        ]
+        return [f.result() for f in futures]
+
+
+def seconds_since(start: float) -> float:
+    return round(time.perf_counter() - start, 1)

@@ -1,0 +1,139 @@
+"""The cross-CPU contract: the pinned battery gives the committed bits here and on emulated CPUs.
+
+A CPU that breaks the contract is a red test here, not a surprise in a chapter. The emulated part
+needs QEMU's user-mode emulator (``make test`` installs Debian's ``qemu-user`` when it can); without
+it that part is skipped with one line, except under ``CI=true``, where it fails.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, run_python
+from reprodl import cpu, crosscheck
+
+RECORDS = ROOT / "benchmarks" / "results" / "cross_cpu"
+#: The CPUs the test emulates (each ~2 minutes under QEMU; two run at a time).
+EMULATED = ("Haswell", "Skylake-Server", "Icelake-Server", "EPYC-Rome", "EPYC-Milan")
+
+
+def committed() -> list[dict]:
+    return crosscheck.load_dir(RECORDS)
+
+
+def pinned_bits(record: dict) -> dict[str, tuple[str, str, str]]:
+    return {
+        r["case"]: (r["loss"], r["fingerprint"], r["logits"])
+        for r in record["results"]
+        if r["setting"] == crosscheck.PINNED.name
+    }
+
+
+def test_committed_records_agree_on_the_pinned_setting():
+    recs = committed()
+    cpus = {crosscheck.label(r) for r in recs}
+    assert len(cpus) >= 6, cpus  # this machine's kind and at least five emulated models
+    rows = [a for a in crosscheck.agreement(recs) if a.setting == crosscheck.PINNED.name]
+    assert {a.case for a in rows} == set(crosscheck.CASES)
+    for a in rows:
+        assert a.exact, crosscheck.format_agreement([a])
+        assert len(a.groups[0][1]) == len(recs)
+
+
+def test_committed_records_show_why_the_old_pins_were_dropped():
+    """With oneDNN's ops off and 2 threads (the old pins) the CPUs split into groups."""
+    rows = {(a.setting, a.case): a for a in crosscheck.agreement(committed())}
+    assert not rows["opts0-AVX2-t2", "mlp"].exact
+
+
+def test_record_validation_names_the_problem(tmp_path: Path):
+    good = committed()[0]
+    crosscheck.validate(good)
+    bad = copy.deepcopy(good)
+    bad["results"][0]["fingerprint"] = "xyz"
+    with pytest.raises(crosscheck.CrossCheckError, match=r"results/0/fingerprint"):
+        crosscheck.validate(bad)
+    twice = copy.deepcopy(good)
+    twice["results"].append(dict(twice["results"][0]))
+    with pytest.raises(crosscheck.CrossCheckError, match="twice"):
+        crosscheck.validate(twice)
+    truncated = tmp_path / "cut.json"
+    truncated.write_text(json.dumps(good)[:200])
+    with pytest.raises(crosscheck.CrossCheckError, match="cut.json"):
+        crosscheck.load(truncated)
+    with pytest.raises(crosscheck.CrossCheckError, match="no crosscheck records"):
+        crosscheck.load_dir(tmp_path / "empty")
+
+
+def test_agreement_groups_cpus_by_bits():
+    base = committed()[0]
+    other = copy.deepcopy(base)
+    other["emulated"] = "Made-Up"
+    other["results"][0]["fingerprint"] = "0" * 64
+    rows = crosscheck.agreement([base, other])
+    first = next(
+        a
+        for a in rows
+        if (a.setting, a.case) == (other["results"][0]["setting"], other["results"][0]["case"])
+    )
+    assert not first.exact and len(first.groups) == 2
+    assert "2 results on 2 CPUs" in crosscheck.format_agreement([first])[0]
+
+
+def test_setting_names_round_trip():
+    for s in (crosscheck.PINNED, *crosscheck.ALTERNATIVES):
+        assert crosscheck.Setting.parse(s.name) == s
+    with pytest.raises(ValueError, match="not a setting name"):
+        crosscheck.Setting.parse("fast")
+
+
+def test_cpuid_describes_this_cpu():
+    info = cpu.describe()
+    assert info.source == "cpuid"
+    assert info.best_isa in cpu.ISA_ORDER
+    assert info.effective_isa("AVX2") == "AVX2"  # the contract needs an AVX2 machine
+    assert info.l2 and info.l2 >= 256 * 1024
+
+
+@pytest.mark.slow
+def test_pinned_battery_natively_gives_the_committed_bits():
+    record = crosscheck.run_battery([crosscheck.PINNED])
+    expected = pinned_bits(committed()[0])
+    assert pinned_bits(record) == expected
+
+
+@pytest.mark.slow
+def test_pinned_battery_on_emulated_cpus_gives_the_committed_bits():
+    if crosscheck.qemu_path() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("qemu-x86_64 is missing under CI: install Debian's qemu-user")
+        pytest.skip(
+            "qemu-x86_64 not installed: emulated CPUs not checked (apt-get install qemu-user)"
+        )
+    expected = pinned_bits(committed()[0])
+    recs = crosscheck.emulate_many(EMULATED, [crosscheck.PINNED], jobs=2)
+    for rec in recs:
+        assert rec["cpu"]["model_name"] != cpu.describe().model_name or rec["emulated"]
+        assert pinned_bits(rec) == expected, crosscheck.label(rec)
+
+
+@pytest.mark.slow
+def test_cli_crosscheck_against_committed_records():
+    result = run_python(
+        "-m", "reprodl", "crosscheck", "--cases", "softmax", "--against", str(RECORDS)
+    )
+    assert result.returncode == 0, result.stderr
+    assert "softmax  exact on all" in result.stdout
+    assert f"pinned setting {crosscheck.PINNED.name}: exact on every CPU" in result.stdout
+
+
+def test_cli_crosscheck_usage_errors():
+    result = run_python("-m", "reprodl", "crosscheck", "--settings", "fast")
+    assert result.returncode == 2 and "not a setting name" in result.stderr
+    result = run_python("-m", "reprodl", "crosscheck", "--cases", "lstm")
+    assert result.returncode == 2 and "unknown case 'lstm'" in result.stderr
