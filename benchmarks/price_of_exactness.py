@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import reprodl  # noqa: F401  (after the children's environment is read: only for reports)
-    from reprodl import cpu, records
+    from reprodl import cpu, crosscheck
 
     runs: list[dict] = []
     for repeat in range(args.repeats):
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             "warmup": args.warmup,
             "repeats": args.repeats,
             "machine": {"cpu": cpu.describe().to_dict(), "logical_cpus": os.cpu_count()},
-            "versions": records.versions(),
+            "versions": {"python": sys.version.split()[0], **crosscheck.installed_versions()},
             "runs": runs,
             "median_steps_per_second": median,
             "ratios": ratios,

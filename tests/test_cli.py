@@ -78,7 +78,8 @@ def test_env_prints_report():
     assert result.returncode == 0, result.stderr
     assert "tensorflow: 2." in result.stdout
     assert "settings.ONEDNN_MAX_CPU_ISA: AVX2" in result.stdout
-    assert "settings.tf_intra_op_threads: 2" in result.stdout
+    assert "settings.tf_intra_op_threads: 1" in result.stdout
+    assert "settings.TF_ENABLE_ONEDNN_OPTS: 1" in result.stdout
 
 
 def test_compare_exit_codes(tmp_path, capsys):

@@ -137,3 +137,39 @@ def test_cli_crosscheck_usage_errors():
     assert result.returncode == 2 and "not a setting name" in result.stderr
     result = run_python("-m", "reprodl", "crosscheck", "--cases", "lstm")
     assert result.returncode == 2 and "unknown case 'lstm'" in result.stderr
+
+
+def _under_qemu(model: str, code: str):
+    if crosscheck.qemu_path() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("qemu-x86_64 is missing under CI: install Debian's qemu-user")
+        pytest.skip("qemu-x86_64 not installed (apt-get install qemu-user)")
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [crosscheck.qemu_path(), "-cpu", model, sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_cpuid_sees_the_emulated_cpu():
+    code = "from reprodl import cpu; c = cpu.describe(); print(c.model_name, c.l2, c.best_isa)"
+    result = _under_qemu("EPYC-Milan", code)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == f"AMD EPYC-Milan Processor {512 * 1024} AVX2"
+
+
+def test_setup_warns_on_a_cpu_without_avx2():
+    code = (
+        "import warnings; warnings.simplefilter('always')\n"
+        "from reprodl import runtime; runtime._check_isa()"
+    )
+    result = _under_qemu("SandyBridge", code)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "has no AVX2 (best: AVX)" in result.stderr
+    assert "will not give the book's bits" in result.stderr
+    quiet = _under_qemu("Haswell", code)
+    assert "ReproducibilityWarning" not in quiet.stderr

@@ -53,6 +53,18 @@ def test_cnn_decomposition_record_is_complete_and_from_these_versions():
         assert record.meta["versions"][package] == here[package], package
 
 
+_UNDER_RECORDED_PINS = """
+import sys
+import reprodl.runtime as rt
+settings = {settings!r}
+rt.INTRA_OP_THREADS = settings["tf_intra_op_threads"]
+rt.INTER_OP_THREADS = settings["tf_inter_op_threads"]
+rt.PINNED_ENV.update({{k: v for k, v in settings.items() if k in rt.PINNED_ENV}})
+from reprodl.cli import main
+sys.exit(main({args!r}))
+"""
+
+
 @pytest.mark.slow
 def test_a_recorded_cnn_decomposition_run_reproduces(tmp_path):
     stored = decomposition.load(DECOMPOSITION)
@@ -60,11 +72,13 @@ def test_a_recorded_cnn_decomposition_run_reproduces(tmp_path):
     expected = stored.find(condition, seed)
     out = tmp_path / "one.json"
     command = _without(stored.meta["command"], "--seeds", "--conditions", "--record", "--data")
+    # The record was made under the pins before the cross-CPU contract (oneDNN ops off, 2 intra-op
+    # threads, 1 inter-op): re-run it under exactly those, in a process of its own.
+    settings = stored.meta["settings"]
+    args = [*command[3:], "--seeds", str(seed), "--conditions", condition, "--record", str(out)]
     result = run_python(
-        *command[1:],
-        "--seeds", str(seed), "--conditions", condition, "--record", str(out),
-        timeout=1800,
-    )  # fmt: skip
+        "-c", _UNDER_RECORDED_PINS.format(settings=settings, args=args), timeout=1800
+    )
     assert result.returncode == 0, result.stderr
     again = decomposition.load(out)
     assert again.meta["spec"] == stored.meta["spec"]

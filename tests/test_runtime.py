@@ -8,11 +8,16 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import run_python
 
+from conftest import run_python
 from reprodl import runtime
 
-AMBIENT = {"TF_NUM_INTRAOP_THREADS": "1", "OMP_NUM_THREADS": "1", "ONEDNN_MAX_CPU_ISA": "SSE41"}
+AMBIENT = {
+    "TF_NUM_INTRAOP_THREADS": "4",
+    "OMP_NUM_THREADS": "4",
+    "ONEDNN_MAX_CPU_ISA": "SSE41",
+    "TF_ENABLE_ONEDNN_OPTS": "0",
+}
 TRAIN = ("-m", "reprodl", "train", "--model", "mlp", "--steps", "60")
 
 
@@ -43,7 +48,7 @@ def test_ambient_thread_and_isa_settings_do_not_change_the_bits(plain_seed0):
 SCRIPT_UNPINNED = """
 import reprodl.runtime as rt
 rt.PINNED_ENV["ONEDNN_MAX_CPU_ISA"] = "SSE41"   # what an unpinned run would use
-rt.INTRA_OP_THREADS = 1
+rt.INTRA_OP_THREADS = 4
 from reprodl.cli import main
 main(["train", "--model", "mlp", "--steps", "60", "--seed", "0"])
 """
@@ -72,13 +77,13 @@ def test_warns_when_hash_seed_unset():
 def test_warns_when_tensorflow_already_initialised():
     code = (
         "import tensorflow as tf\n"
-        "tf.config.threading.set_intra_op_parallelism_threads(1)\n"
+        "tf.config.threading.set_intra_op_parallelism_threads(3)\n"
         "tf.constant(1.0) + 1\n"
         "import reprodl; reprodl.setup(0)\n"
     )
     result = run_python("-c", code)
     assert result.returncode == 0, result.stderr
-    assert "already initialised with 1 intra-op threads, not 2" in result.stderr
+    assert "already initialised with 3 intra-op threads, not 1" in result.stderr
 
 
 def test_warns_when_numpy_imported_first():

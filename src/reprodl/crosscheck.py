@@ -210,11 +210,8 @@ def run_battery(
         if progress:
             for row in rows:
                 progress(cpu_info, row)
-    import numpy as np
-
     host = cpu.describe()
-    versions = {"python": sys.version.split()[0], "numpy": np.__version__}
-    versions.update(_tf_versions())
+    versions = {"python": sys.version.split()[0], **installed_versions()}
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -230,12 +227,12 @@ def run_battery(
     }  # fmt: skip
 
 
-def _tf_versions() -> dict[str, str]:
-    """The installed TensorFlow and Keras versions, without importing TensorFlow."""
+def installed_versions() -> dict[str, str]:
+    """The installed NumPy, TensorFlow and Keras versions, without importing TensorFlow."""
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
-    for name in ("tensorflow", "keras"):
+    for name in ("numpy", "tensorflow", "keras"):
         try:
             found[name] = version(name)
         except PackageNotFoundError:
@@ -400,12 +397,23 @@ def format_agreement(rows: Sequence[Agreement]) -> list[str]:
     for a in rows:
         n = sum(len(cpus) for _, cpus in a.groups)
         head = f"{a.setting:<15} {a.case:<8}"
-        if a.exact:
-            lines.append(f"{head} exact on all {n} CPUs  ({a.groups[0][0][:16]})")
+        if a.exact and n == 1:
+            lines.append(f"{head} run on 1 CPU only     ({short_bits(a.groups[0][0])})")
+        elif a.exact:
+            lines.append(f"{head} exact on all {n} CPUs  ({short_bits(a.groups[0][0])})")
         else:
-            parts = "  |  ".join(f"{fp[:8]}: {', '.join(cpus)}" for fp, cpus in a.groups)
+            parts = "  |  ".join(
+                f"{short_bits(bits)}: {', '.join(cpus)}" for bits, cpus in a.groups
+            )
             lines.append(f"{head} {len(a.groups)} results on {n} CPUs: {parts}")
     return lines
+
+
+def short_bits(bits: str) -> str:
+    """The key of an :class:`Agreement` group (weights and logits digests) as ``w:1234abcd
+    l:5678ef01``."""
+    weights, _, logits = bits.partition("/")
+    return f"w:{weights[:8]} l:{logits[:8]}"
 
 
 def emulate_many(

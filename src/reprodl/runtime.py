@@ -1,11 +1,28 @@
 """Pin the process so that training gives the same bits on every run and every x86-64 machine.
 
 The bits of a float32 training run depend on more than seeds: on how many threads split each
-reduction, on the CPU instruction set oneDNN and OpenBLAS dispatch to, and on whether TensorFlow's
-op determinism is on. :func:`pin_environment` fixes the settings that must be in the environment
-before NumPy or TensorFlow load (``import reprodl`` calls it); :func:`setup` applies the rest and
-seeds every random number generator. Settings that are already too late to change are reported as
-a :class:`ReproducibilityWarning`, never silently ignored.
+reduction, on the CPU instruction set oneDNN and OpenBLAS dispatch to, on the CPU's cache sizes,
+and on whether TensorFlow's op determinism is on. :func:`pin_environment` fixes the settings that
+must be in the environment before NumPy or TensorFlow load (``import reprodl`` calls it);
+:func:`setup` applies the rest and seeds every random number generator. Settings that are already
+too late to change are reported as a :class:`ReproducibilityWarning`, never silently ignored.
+
+Why these pins (TensorFlow 2.21, Keras 3.15; measured with ``python -m reprodl crosscheck`` on an
+AMD Zen 4 and under QEMU-emulated EPYC-Rome, EPYC-Milan, Haswell, Skylake-Server and
+Icelake-Server; records in ``benchmarks/results/cross_cpu/``):
+
+- ``TF_ENABLE_ONEDNN_OPTS=0`` with 2 intra-op threads (the pins before) ran ``MatMul`` as an Eigen
+  contraction blocked by the L2/L3 sizes the CPU reports, so CPUs with 512 KiB of L2 (Zen 2/3) and
+  those with 1 MiB or more (Zen 4, the emulated Intel models) trained different bits.
+- ``TF_ENABLE_ONEDNN_OPTS=1`` runs matrix products and convolutions as oneDNN primitives; their
+  training steps agreed on every CPU with 1 or 2 threads, but with 2 threads oneDNN splits a large
+  product (a 1,000-image inference batch) between threads in a CPU-dependent way.
+- So each op runs on **one** intra-op thread, and **two inter-op** threads run independent ops side
+  by side (each op still computes alone: no bit changes). With oneDNN's ops this is about 1.6x
+  faster than the old pins on the deep CNN (13.9 against 8.7 steps/s on Zen 4) and exact on every
+  CPU tried; stock, unpinned Keras is faster still (18.2 steps/s, using AVX-512 and both cores per
+  op): ``benchmarks/results/price_of_exactness.json``.
+- The oneDNN ISA cap stays at AVX2: AVX2, AVX and AVX512_CORE give three results on every model.
 """
 
 from __future__ import annotations
