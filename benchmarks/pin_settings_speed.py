@@ -47,8 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
 
-    from reprodl import cpu, crosscheck
-    from reprodl.training import atomic_write
+    from reprodl import _io, cpu, crosscheck
 
     settings = [crosscheck.PINNED, *crosscheck.ALTERNATIVES]
     runs = []
@@ -92,14 +91,12 @@ def main(argv: list[str] | None = None) -> int:
             "inter_op_threads": 2,
             "steps": {"cnn": args.steps, "mlp": 5 * args.steps},
             "batch_size": 100,
-            "machine": {"cpu": cpu.describe().to_dict(), "logical_cpus": os.cpu_count()},
+            "machine": cpu.machine(),
             "versions": {"python": sys.version.split()[0], **crosscheck.installed_versions()},
             "runs": runs,
             "median_steps_per_second": median,
         }
-        text = json.dumps(record, indent=1) + "\n"
-        atomic_write(args.out, lambda fh: fh.write(text.encode("utf-8")))
-        print(f"record: {args.out}")
+        print(f"record: {_io.write_json(args.out, record)}")
     return 0
 
 

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import reprodl  # noqa: F401  (after the children's environment is read: only for reports)
-    from reprodl import cpu, crosscheck
+    from reprodl import _io, cpu, crosscheck
 
     runs: list[dict] = []
     for repeat in range(args.repeats):
@@ -143,17 +143,13 @@ def main(argv: list[str] | None = None) -> int:
             "steps": args.steps,
             "warmup": args.warmup,
             "repeats": args.repeats,
-            "machine": {"cpu": cpu.describe().to_dict(), "logical_cpus": os.cpu_count()},
+            "machine": cpu.machine(),
             "versions": {"python": sys.version.split()[0], **crosscheck.installed_versions()},
             "runs": runs,
             "median_steps_per_second": median,
             "ratios": ratios,
         }
-        from reprodl.training import atomic_write
-
-        text = json.dumps(record, indent=1) + "\n"
-        atomic_write(args.out, lambda fh: fh.write(text.encode("utf-8")))
-        print(f"record: {args.out}")
+        print(f"record: {_io.write_json(args.out, record)}")
     return 0
 
 

@@ -111,26 +111,26 @@ def test_compare_exit_codes(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_bisect_finds_the_step_where_a_thread_count_changes_the_weights(tmp_path):
-    """The thread count is process-global: each run and each replay gets its own process."""
+def test_bisect_finds_the_step_where_op_determinism_changes_the_weights(tmp_path):
+    """Op determinism is process-wide: each run and each replay gets its own process."""
     common = ["-m", "reprodl", "train", "--model", "softmax", "--steps", "30"]
     common += ["--checkpoint-every", "10"]
-    for name, extra in (("a", []), ("b", ["--intra-op-threads", "1"])):
+    for name, extra in (("a", []), ("b", ["--no-op-determinism"])):
         result = run_python(*common, "--record", str(tmp_path / f"{name}.json"), *extra)
         assert result.returncode == 0, result.stderr
         assert result.stdout.splitlines()[-1] == f"record {tmp_path / name}.json"
-    assert "intra-op threads 1" in result.stdout.splitlines()
+    assert "op determinism off" in result.stdout.splitlines()
     result = run_python(
         "-m", "reprodl", "bisect", str(tmp_path / "a.json"), str(tmp_path / "b.json")
     )
     assert result.returncode == 1, result.stderr
     lines = result.stdout.splitlines()
-    assert "  run.intra_op_threads: 2 | 1" in lines
-    assert "  settings.tf_intra_op_threads: 2 | 1" in lines
+    assert "  run.op_determinism: True | False" in lines
+    assert "  settings.op_determinism: True | False" in lines
     assert "bisect: replayed steps 1..10 of both runs from their checkpoints at step 0" in lines
     assert lines.count("  A: in a process of its own; reproduces its record") == 1
     assert lines.count("  B: in a process of its own; reproduces its record") == 1
     assert "checkpoints at step 0: identical" in lines
-    # Measured: with 1 instead of 2 threads the weights differ after the very first step.
-    assert "first differing step: 1" in lines
+    # Measured (oneDNN ops, 1 thread): the loss formula differs, the weights from step 2 on.
+    assert "first differing step: 2" in lines
     assert "first differing variable: softmax_regression/logits/kernel" in lines

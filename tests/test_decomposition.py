@@ -93,7 +93,7 @@ def test_resuming_a_record_made_differently_is_refused():
     with pytest.raises(RecordError, match="spec does not match"):
         decomposition.merge_plan(old, decomposition.new({**SPEC, "steps": 6}, [1, 2]))
     other = decomposition.new(SPEC, [3], ["all"])
-    other.meta["settings"] = {**other.meta["settings"], "tf_intra_op_threads": 1}
+    other.meta["settings"] = {**other.meta["settings"], "tf_intra_op_threads": 2}
     with pytest.raises(RecordError, match="settings does not match"):
         decomposition.merge_plan(old, other)
     merged = decomposition.merge_plan(old, decomposition.new(SPEC, [2, 3], ["order"]))

@@ -281,3 +281,24 @@ def test_chapter_follows_the_notebook_conventions(path: Path) -> None:
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert "google.colab" in code[0].source, "the first code cell installs reprodl on Colab"
     assert not code[0].get("outputs"), "the Colab cell prints nothing locally"
+
+
+def test_script_and_notebook_kernel_give_the_same_bits(probe) -> None:
+    """The same training from a plain script (a fresh interpreter, no kernel) prints the same
+    loss, fingerprint and accuracy as the probe notebook's kernel did."""
+    code_cells = [c.source for c in probe.cells if c.cell_type == "code"]
+    script = "\n".join(code_cells).replace('print(f"took {record.seconds:.1f} s")', "")
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env=dict(os.environ),
+    )
+    assert result.returncode == 0, result.stderr
+    kernel = [_outputs_text(c) for c in probe.cells if c.cell_type == "code"]
+    expected = [line for text in kernel[1:] for line in text.splitlines() if "took" not in line]
+    printed = result.stdout.splitlines()[1:]  # the first line is the environment line
+    assert printed == expected
+    assert any(line.startswith("fingerprint ") for line in printed)

@@ -6,6 +6,7 @@ Each run is a separate Python process, as a reader's second run would be.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -112,4 +113,15 @@ def test_environment_report_describes_machine_and_pins():
     assert report["settings"]["op_determinism"] is True
     line = runtime.environment_line()
     assert "TensorFlow 2." in line and "op determinism on" in line
-    assert report["cpu"] not in line  # machine-specific facts stay out of notebook outputs
+    # The line names this CPU (nbval's sanitizer masks that part alone) and what oneDNN runs.
+    from reprodl import cpu
+
+    info = cpu.describe()
+    assert f"| CPU {info.model_name} ({info.best_isa}, L2 " in line
+    assert f"oneDNN ops on, ISA {info.effective_isa(runtime.ONEDNN_ISA)} (cap AVX2)" in line
+    assert "1 intra-op thread(s), 2 inter-op" in line
+    cfg = (Path(__file__).parent / "sanitize.cfg").read_text().splitlines()
+    at = next(i for i, text in enumerate(cfg) if text.startswith(r"regex: \| CPU"))
+    pattern, replacement = cfg[at].split(": ", 1)[1], cfg[at + 1].split(": ", 1)[1]
+    sanitized = re.sub(pattern, replacement, line)
+    assert info.model_name not in sanitized and "ISA AVX2" in sanitized

@@ -217,6 +217,13 @@ def describe() -> CpuInfo:
     return _from_proc_cpuinfo()
 
 
+def machine() -> dict[str, Any]:
+    """This machine for a benchmark record: the CPU as CPUID describes it and the core count."""
+    import os
+
+    return {"cpu": describe().to_dict(), "logical_cpus": os.cpu_count()}
+
+
 def short_size(n: int | None) -> str:
     """``1048576`` -> ``'1 MiB'``; None -> ``'?'``."""
     if n is None:

@@ -294,12 +294,10 @@ def slug(record: Mapping[str, Any]) -> str:
 
 def save(record: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     """Validate ``record`` and write it atomically as JSON."""
-    from reprodl.training import atomic_write
+    from reprodl import _io
 
     validate(record)
-    text = json.dumps(record, indent=1, sort_keys=True) + "\n"
-    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
-    return Path(path)
+    return _io.write_json(path, record, sort_keys=True)
 
 
 def validate(record: Any) -> None:
