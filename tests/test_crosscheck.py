@@ -121,8 +121,10 @@ def test_pinned_battery_on_emulated_cpus_gives_the_committed_bits():
     expected = pinned_bits(committed()[0])
     dense = [c for c in crosscheck.BATTERY if c.model != "cnn"]
     cnn = [c for c in crosscheck.BATTERY if c.model == "cnn"]
-    recs = crosscheck.emulate_many(EMULATED, [crosscheck.PINNED], dense, jobs=2)
-    recs += crosscheck.emulate_many(CNN_EMULATED, [crosscheck.PINNED], cnn, jobs=2)
+    recs, failed = crosscheck.emulate_many(EMULATED, [crosscheck.PINNED], dense, jobs=2)
+    more, failed_cnn = crosscheck.emulate_many(CNN_EMULATED, [crosscheck.PINNED], cnn, jobs=2)
+    assert not failed and not failed_cnn, {**failed, **failed_cnn}
+    recs += more
     assert {r["emulated"] for r in recs} == set(EMULATED)
     for rec in recs:
         got = pinned_bits(rec)
@@ -180,3 +182,13 @@ def test_setup_warns_on_a_cpu_without_avx2():
     assert "will not give the book's bits" in result.stderr
     quiet = _under_qemu("Haswell", code)
     assert "ReproducibilityWarning" not in quiet.stderr
+
+
+def test_a_failing_emulator_gives_a_clear_error_and_loses_nothing():
+    if crosscheck.qemu_path() is None:
+        pytest.skip("qemu-x86_64 not installed (apt-get install qemu-user)")
+    done, failed = crosscheck.emulate_many(
+        ["No-Such-CPU"], [crosscheck.PINNED], [crosscheck.CASES["softmax"]]
+    )
+    assert done == [] and list(failed) == ["No-Such-CPU"]
+    assert "opts1-AVX2-t1 under qemu -cpu No-Such-CPU failed" in str(failed["No-Such-CPU"])

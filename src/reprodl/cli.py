@@ -9,7 +9,8 @@ a run record (:mod:`reprodl.records`), with ``--checkpoint-every K`` checkpoints
 
 ``crosscheck`` runs a battery of short trainings natively and on emulated CPUs and says, per
 setting of the pins, which CPUs give the same bits (:mod:`reprodl.crosscheck`); exit status 1 when
-the pinned setting differs between CPUs.
+the pinned setting differs between CPUs, 2 when a run failed (the other CPUs' records are still
+written) or a record is unusable.
 
 ``decompose`` trains a model once per seed and condition (vary only the initialisation, only the
 batch order, only the dropout masks, or all), saving a record after every run
@@ -475,8 +476,12 @@ def _crosscheck(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
     new: list[dict] = []
     if not args.no_native:
         new.append(cc.run_battery(settings, cases, timeout=args.timeout))
+    failed: dict = {}
     if models:
-        new += cc.emulate_many(models, settings, cases, jobs=args.jobs, timeout=args.timeout)
+        emulated, failed = cc.emulate_many(
+            models, settings, cases, jobs=args.jobs, timeout=args.timeout
+        )
+        new += emulated
     for record in new:
         print(f"== {cc.label(record)}: L2 {cpu_size(record['cpu'].get('l2'))}")
         for row in record["results"]:
@@ -491,8 +496,10 @@ def _crosscheck(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
                 record = cc.merge(cc.load(path), record)
             cc.save(record, path)
             print(f"record: {path}")
+    for model, exc in failed.items():
+        print(f"error: {model}: {exc}", file=sys.stderr)
     if not (args.against or len(new) > 1):
-        return 0
+        return 2 if failed else 0
     against = cc.load_dir(args.against) if args.against else []
     rows = cc.agreement([*against, *new])
     print()
@@ -503,7 +510,7 @@ def _crosscheck(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
         f"\npinned setting {cc.PINNED.name}: "
         f"{'exact on every CPU' if pinned_ok else 'DIFFERS between CPUs'}"
     )
-    return 0 if pinned_ok else 1
+    return 2 if failed else 0 if pinned_ok else 1
 
 
 def cpu_size(n: int | None) -> str:

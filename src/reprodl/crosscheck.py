@@ -421,14 +421,22 @@ def emulate_many(
     *,
     jobs: int = 2,
     timeout: float = 1800,
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], dict[str, CrossCheckError]]:
     """:func:`run_battery` under each QEMU model, ``jobs`` emulators at a time (bits do not
-    depend on load, only the time does)."""
+    depend on load, only the time does). Returns the records of the models that finished and the
+    error of each that did not: one failing emulator loses nothing of the others."""
+    done: list[dict[str, Any]] = []
+    failed: dict[str, CrossCheckError] = {}
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [
-            pool.submit(run_battery, settings, cases, emulate=m, timeout=timeout) for m in models
-        ]
-        return [f.result() for f in futures]
+        futures = {
+            m: pool.submit(run_battery, settings, cases, emulate=m, timeout=timeout) for m in models
+        }
+        for model, future in futures.items():
+            try:
+                done.append(future.result())
+            except CrossCheckError as exc:
+                failed[model] = exc
+    return done, failed
 
 
 def seconds_since(start: float) -> float:

@@ -18,10 +18,11 @@ Icelake-Server; records in ``benchmarks/results/cross_cpu/``):
   training steps agreed on every CPU with 1 or 2 threads, but with 2 threads oneDNN splits a large
   product (a 1,000-image inference batch) between threads in a CPU-dependent way.
 - So each op runs on **one** intra-op thread, and **two inter-op** threads run independent ops side
-  by side (each op still computes alone: no bit changes). With oneDNN's ops this is about 1.6x
-  faster than the old pins on the deep CNN (13.9 against 8.7 steps/s on Zen 4) and exact on every
-  CPU tried; stock, unpinned Keras is faster still (18.2 steps/s, using AVX-512 and both cores per
-  op): ``benchmarks/results/price_of_exactness.json``.
+  by side (each op still computes alone: no bit changes). On the Zen 4 the deep CNN trains at 14.0
+  steps/s this way against 9.9 with oneDNN's ops off and 2 threads
+  (``benchmarks/results/pin_settings_speed.json``), the fastest setting that was exact on every
+  CPU tried; stock, unpinned Keras is faster still (19.4 steps/s, with AVX-512 and both cores in
+  every op: ``benchmarks/results/price_of_exactness.json``).
 - The oneDNN ISA cap stays at AVX2: AVX2, AVX and AVX512_CORE give three results on every model.
 """
 
