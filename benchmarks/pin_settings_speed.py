@@ -24,9 +24,7 @@ _CHILD = r"""
 import json, sys
 import reprodl.runtime as rt
 opts, isa, threads, steps = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-rt.INTRA_OP_THREADS = threads
-rt.PINNED_ENV.update(TF_ENABLE_ONEDNN_OPTS=opts, TF_NUM_INTRAOP_THREADS=str(threads),
-                     OMP_NUM_THREADS=str(threads), ONEDNN_MAX_CPU_ISA=isa)
+rt.repin(onednn_opts=opts, onednn_isa=isa, intra_op_threads=threads)
 rt.setup(0)
 from reprodl import data, training
 mnist = data.load_mnist()

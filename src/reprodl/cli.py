@@ -451,6 +451,7 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _crosscheck(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     from reprodl import crosscheck as cc
+    from reprodl.cpu import short_size
 
     try:
         if args.settings:
@@ -483,7 +484,7 @@ def _crosscheck(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
         )
         new += emulated
     for record in new:
-        print(f"== {cc.label(record)}: L2 {cpu_size(record['cpu'].get('l2'))}")
+        print(f"== {cc.label(record)}: L2 {short_size(record['cpu'].get('l2'))}")
         for row in record["results"]:
             print(
                 f"{row['setting']:<15} {row['case']:<8} loss {row['loss']:<11} "
@@ -491,7 +492,6 @@ def _crosscheck(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
             )
         if args.out:
             path = Path(args.out) / f"{cc.slug(record)}.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
             if path.exists():  # another run on the same CPU: keep what it measured that this lacks
                 record = cc.merge(cc.load(path), record)
             cc.save(record, path)
@@ -511,12 +511,6 @@ def _crosscheck(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
         f"{'exact on every CPU' if pinned_ok else 'DIFFERS between CPUs'}"
     )
     return 2 if failed else 0 if pinned_ok else 1
-
-
-def cpu_size(n: int | None) -> str:
-    from reprodl.cpu import short_size
-
-    return short_size(n)
 
 
 def _env(args: argparse.Namespace) -> int:

@@ -18,7 +18,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -94,11 +93,7 @@ import json, sys, time
 import reprodl.runtime as rt
 
 opts, isa, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
-rt.INTRA_OP_THREADS = threads  # import reprodl pinned the defaults: patch the pins themselves
-rt.PINNED_ENV.update(TF_ENABLE_ONEDNN_OPTS=opts, TF_NUM_INTRAOP_THREADS=str(threads),
-                     OMP_NUM_THREADS=str(threads))
-if "ONEDNN_MAX_CPU_ISA" in rt.PINNED_ENV:
-    rt.PINNED_ENV["ONEDNN_MAX_CPU_ISA"] = isa
+rt.repin(onednn_opts=opts, onednn_isa=isa, intra_op_threads=threads)
 rt.setup(0)
 
 import keras
@@ -437,7 +432,3 @@ def emulate_many(
             except CrossCheckError as exc:
                 failed[model] = exc
     return done, failed
-
-
-def seconds_since(start: float) -> float:
-    return round(time.perf_counter() - start, 1)

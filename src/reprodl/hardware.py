@@ -52,13 +52,7 @@ _CHILD = """
 import sys
 import reprodl.runtime as rt
 
-threads, isa = {threads!r}, {isa!r}
-if threads is not None:  # import reprodl has pinned the defaults: patch the pins themselves
-    rt.INTRA_OP_THREADS = threads
-    for name in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
-        rt.PINNED_ENV[name] = str(threads)
-if isa is not None:
-    rt.PINNED_ENV["ONEDNN_MAX_CPU_ISA"] = isa
+rt.repin(intra_op_threads={threads!r}, onednn_isa={isa!r})
 rt.setup({seed})
 
 import os

@@ -8,8 +8,8 @@ must be in the environment before NumPy or TensorFlow load (``import reprodl`` c
 too late to change are reported as a :class:`ReproducibilityWarning`, never silently ignored.
 
 Why these pins (TensorFlow 2.21, Keras 3.15; measured with ``python -m reprodl crosscheck`` on an
-AMD Zen 4 and under QEMU-emulated EPYC-Rome, EPYC-Milan, Haswell, Skylake-Server and
-Icelake-Server; records in ``benchmarks/results/cross_cpu/``):
+AMD Zen 4 and under QEMU-emulated EPYC, EPYC-Rome, EPYC-Milan, Broadwell, Haswell, Skylake-Server,
+Cascadelake-Server and Icelake-Server; records in ``benchmarks/results/cross_cpu/``):
 
 - ``TF_ENABLE_ONEDNN_OPTS=0`` with 2 intra-op threads (the pins before) ran ``MatMul`` as an Eigen
   contraction blocked by the L2/L3 sizes the CPU reports, so CPUs with 512 KiB of L2 (Zen 2/3) and
@@ -223,6 +223,33 @@ def _pin_tensorflow(op_determinism: bool) -> None:
         from tensorflow.python.framework import config as tf_config  # not exported publicly
 
         tf_config.disable_op_determinism()
+
+
+def repin(
+    *,
+    intra_op_threads: int | None = None,
+    inter_op_threads: int | None = None,
+    onednn_opts: str | None = None,
+    onednn_isa: str | None = None,
+) -> None:
+    """Replace pins of this process before :func:`setup` (``None``: keep the pin).
+
+    For child processes that measure another setting: ``import reprodl`` has already written the
+    defaults into the environment, so the pins themselves must change, before TensorFlow loads.
+    The ISA cap changes only where the platform pins it (x86-64).
+    """
+    global INTRA_OP_THREADS, INTER_OP_THREADS
+    if intra_op_threads is not None:
+        INTRA_OP_THREADS = intra_op_threads
+        for name in ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"):
+            PINNED_ENV[name] = str(intra_op_threads)
+    if inter_op_threads is not None:
+        INTER_OP_THREADS = inter_op_threads
+        PINNED_ENV["TF_NUM_INTEROP_THREADS"] = str(inter_op_threads)
+    if onednn_opts is not None:
+        PINNED_ENV["TF_ENABLE_ONEDNN_OPTS"] = onednn_opts
+    if onednn_isa is not None and "ONEDNN_MAX_CPU_ISA" in PINNED_ENV:
+        PINNED_ENV["ONEDNN_MAX_CPU_ISA"] = onednn_isa
 
 
 def _check_isa() -> None:
