@@ -66,7 +66,7 @@ def probe_notebook(seed: int = 0, steps: int = 50, timing: bool = True) -> nbfor
             "    model, mnist.train, steps=STEPS, batch_size=100,\n"
             '    optimizer=training.make_optimizer("sgd", 0.5), order_seed=SEED,\n'
             ")\n"
-            'print("final loss", training.format_float(record.final_loss))\n'
+            'print("final loss", fingerprint.format_float(record.final_loss))\n'
             'print("fingerprint", fingerprint.short(record.final_digest))'
             + ('\nprint(f"took {record.seconds:.1f} s")' if timing else "")
         ),

@@ -94,7 +94,7 @@ def test_training_learns_and_evaluation_counts_exactly():
 
 def test_format_float_round_trips_float32():
     for x in [0.1, 1 / 3, 2.5e-8, 123.456]:
-        text = training.format_float(x)
+        text = fingerprint.format_float(x)
         assert np.float32(text) == np.float32(x)
 
 

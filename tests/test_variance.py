@@ -70,8 +70,9 @@ def plain_train(name, split, seeds, steps, schedule=None, **kwargs):
     if name != "softmax":
         kwargs["dropout_seed"] = seeds.dropout
     model = models.build(name, seeds.init, **kwargs)
-    opt, lr, _ = training.DEFAULTS[name]
-    schedule = schedule or training.DEFAULT_SCHEDULES[name]
+    defaults = models.DEFAULTS[name]
+    opt, lr = defaults.optimizer, defaults.learning_rate
+    schedule = schedule or defaults.schedule
     cosine = steps if schedule == "cosine" else None
     record = training.train(
         model,

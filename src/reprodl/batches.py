@@ -9,15 +9,30 @@ global state exactly as the classic code did.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
+
+from reprodl.errors import UsageError
+
+#: Batch orders :func:`make_stream` (and so a ``RunSpec``) can ask for.
+ORDERS = ("seeded", "global", "global-after-first")
 
 
 def epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
     """The example order of one epoch: a pure function of ``(seed, epoch)``."""
     if num_examples <= 0:
-        raise ValueError(f"num_examples must be positive, got {num_examples}")
+        raise UsageError(f"num_examples must be positive, got {num_examples}")
     return np.random.default_rng([seed, epoch]).permutation(num_examples)
+
+
+@dataclass(frozen=True)
+class StreamState:
+    """Where an :class:`IndexStream` stands: the epoch, the position in it, the epoch's order."""
+
+    epoch: int
+    position: int
+    order: np.ndarray
 
 
 class IndexStream:
@@ -31,7 +46,7 @@ class IndexStream:
 
     def __init__(self, num_examples: int, seed: int | None = None, shuffle: bool = True) -> None:
         if num_examples <= 0:
-            raise ValueError(f"num_examples must be positive, got {num_examples}")
+            raise UsageError(f"num_examples must be positive, got {num_examples}")
         self.num_examples = num_examples
         self.seed = seed
         self.shuffle = shuffle
@@ -49,7 +64,7 @@ class IndexStream:
     def next(self, batch_size: int) -> np.ndarray:
         """Indices of the next ``batch_size`` examples, starting a new epoch when one runs out."""
         if not 0 < batch_size <= self.num_examples:
-            raise ValueError(f"batch_size must be in 1..{self.num_examples}, got {batch_size}")
+            raise UsageError(f"batch_size must be in 1..{self.num_examples}, got {batch_size}")
         parts = []
         need = batch_size
         while need:
@@ -68,6 +83,48 @@ class IndexStream:
         for _ in range(steps):
             yield self.next(batch_size)
 
+    def get_state(self) -> StreamState:
+        """Where the stream stands now (a copy: later batches do not change it)."""
+        return StreamState(self.epoch, self._pos, np.array(self._order))
+
+    def set_state(self, state: StreamState) -> None:
+        """Continue from ``state`` (as :meth:`get_state` returned it), bit for bit."""
+        if len(state.order) != self.num_examples:
+            raise UsageError(
+                f"the state covers {len(state.order)} examples, this stream {self.num_examples}"
+            )
+        if not 0 <= state.position < self.num_examples:
+            raise UsageError(f"position {state.position} is outside 0..{self.num_examples - 1}")
+        self.epoch = state.epoch
+        self._pos = state.position
+        self._order = np.array(state.order)
+
+
+class _GlobalAfterFirst(IndexStream):
+    """First epoch in a seeded order, every later epoch shuffled with NumPy's global state."""
+
+    def __init__(self, num_examples: int, seed: int) -> None:
+        self._first_seed = seed
+        super().__init__(num_examples, seed=None)
+
+    def _make_order(self, epoch: int) -> np.ndarray:
+        if epoch == 0:
+            return epoch_permutation(self.num_examples, self._first_seed, 0)
+        return np.random.permutation(self.num_examples)
+
+
+def make_stream(num_examples: int, order: str, seed: int) -> IndexStream:
+    """The batch stream of an ``order``: ``seeded`` (every epoch from ``seed``), ``global`` (the
+    classic ``next_batch``: every epoch from NumPy's global state) or ``global-after-first`` (the
+    first epoch from ``seed``, later ones from the global state: a run that drifts at epoch 2)."""
+    if order == "seeded":
+        return IndexStream(num_examples, seed=seed)
+    if order == "global":
+        return IndexStream(num_examples, seed=None)
+    if order == "global-after-first":
+        return _GlobalAfterFirst(num_examples, seed)
+    raise UsageError(f"unknown order {order!r}; choose one of {', '.join(ORDERS)}")
+
 
 class NextBatch:
     """The TF1 tutorial's ``mnist.train.next_batch(n)`` over arrays, its order made explicit."""
@@ -76,7 +133,7 @@ class NextBatch:
         self, images: np.ndarray, labels: np.ndarray, seed: int | None = None, shuffle: bool = True
     ) -> None:
         if len(images) != len(labels):
-            raise ValueError(f"{len(images)} images but {len(labels)} labels")
+            raise UsageError(f"{len(images)} images but {len(labels)} labels")
         self.images = images
         self.labels = labels
         self.stream = IndexStream(len(labels), seed=seed, shuffle=shuffle)

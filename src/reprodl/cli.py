@@ -31,8 +31,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import reprodl  # noqa: F401  (pins the environment before NumPy / TensorFlow load)
-from reprodl.models import MODELS
-from reprodl.training import DEFAULTS, ORDERS, SCHEDULES
+from reprodl.batches import ORDERS
+from reprodl.models import DEFAULTS, MODELS
+from reprodl.training.spec import SCHEDULES
 
 __all__ = ["DEFAULTS", "build_parser", "main"]
 
@@ -271,7 +272,7 @@ def _train(args: argparse.Namespace, command: list[str]) -> int:
     from reprodl import runtime
 
     runtime.setup(args.seed, op_determinism=not args.no_op_determinism)
-    from reprodl import data, divergence, training
+    from reprodl import data, divergence, fingerprint, training
     from reprodl.batches import steps_per_epoch
 
     partial = training.RunSpec(
@@ -311,7 +312,7 @@ def _train(args: argparse.Namespace, command: list[str]) -> int:
         + (", cosine decay" if spec.schedule == "cosine" else "")
     )
     print(f"op determinism {'off' if args.no_op_determinism else 'on'}")
-    print(f"final loss {training.format_float(record.final_loss)}")
+    print(f"final loss {fingerprint.format_float(record.final_loss)}")
     print(f"test accuracy {test}")
     print(f"fingerprint {record.final_digest}")
     if args.intra_op_threads:
@@ -536,8 +537,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     from reprodl.data import DownloadError, MnistError
+    from reprodl.errors import CheckpointError
     from reprodl.records import RecordError
-    from reprodl.training import CheckpointError
 
     if args.command == "train":
         _check_train_args(parser, args)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from reprodl import cpu, records, runtime
+from reprodl.errors import CrossCheckError
 
 FORMAT = "reprodl.crosscheck"
 VERSION = 1
@@ -123,15 +124,11 @@ for spec in json.loads(sys.argv[4]):
         loss, digest = float(record.final_loss), record.final_digest
     logits = model(test_x, training=False).numpy()
     print(json.dumps({
-        "case": spec["name"], "loss": training.format_float(loss), "fingerprint": digest,
+        "case": spec["name"], "loss": fingerprint.format_float(loss), "fingerprint": digest,
         "logits": fingerprint.array_digest(logits),
         "seconds": round(time.perf_counter() - start, 2),
     }), flush=True)
 """
-
-
-class CrossCheckError(RuntimeError):
-    """A battery run failed, timed out, or a record is unusable."""
 
 
 def qemu_path() -> str | None:

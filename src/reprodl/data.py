@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from reprodl.errors import DownloadError, MnistError
+
 #: Environment variable naming a folder with the four MNIST files.
 DATA_ENV = "REPRODL_DATA"
 
@@ -56,14 +58,6 @@ MIRRORS: tuple[str, ...] = (
 VALIDATION_SIZE = 5000
 
 _IDX_DTYPES = {0x08: np.uint8}
-
-
-class MnistError(ValueError):
-    """An MNIST file is missing, corrupt, truncated or not the expected content."""
-
-
-class DownloadError(OSError):
-    """No mirror could deliver a verified copy of a file."""
 
 
 @dataclass(frozen=True)

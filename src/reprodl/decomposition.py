@@ -241,7 +241,7 @@ def to_json(record: Decomposition) -> dict[str, Any]:
 
 def save(record: Decomposition, path: str | os.PathLike[str]) -> Path:
     """Validate ``record`` and write it to ``path`` atomically; returns the path."""
-    from reprodl.training import atomic_write
+    from reprodl._io import atomic_write
 
     payload = to_json(record)
     _validate(json.loads(json.dumps(payload)), str(path))

@@ -42,7 +42,7 @@ LIST_LIMIT = 6
 
 
 def _fmt(x: float) -> str:
-    from reprodl.training import format_float
+    from reprodl.fingerprint import format_float
 
     return format_float(x)
 
@@ -322,7 +322,7 @@ def replay(rec: RunRecord, start: int, end: int, *, data=None) -> Replay:
 
 
 def _save_replay(rep: Replay, path: str | os.PathLike[str]) -> None:
-    from reprodl.training import atomic_write
+    from reprodl._io import atomic_write
 
     arrays = {
         "start": np.array(rep.start),

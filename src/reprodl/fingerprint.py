@@ -51,3 +51,8 @@ def weights_digest(weights: Any) -> str:
 def short(digest: str) -> str:
     """The first :data:`SHORT` hex digits, enough to tell runs apart when printing."""
     return digest[:SHORT]
+
+
+def format_float(x: float) -> str:
+    """Shortest text that round-trips a float32 exactly: equal text means equal bits."""
+    return np.format_float_positional(np.float32(x), unique=True, trim="-")

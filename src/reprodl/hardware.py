@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from reprodl import fingerprint
+from reprodl import fingerprint, runtime
 from reprodl.seeding import run_snippet
 
 # --------------------------------------------------------------------------------------------
@@ -58,8 +58,7 @@ rt.setup({seed})
 import os
 import keras
 import tensorflow as tf
-from tensorflow.python.framework import config as tf_config
-from reprodl import data, models, training
+from reprodl import data, fingerprint, models, training
 
 tr = data.load_mnist().train
 n = {steps} * {batch_size}
@@ -67,10 +66,7 @@ subset = data.Split(tr.images[:n], tr.labels[:n])
 print("threads", tf.config.threading.get_intra_op_parallelism_threads())
 print("isa", os.environ.get("ONEDNN_MAX_CPU_ISA", "native"))
 for determinism in {settings!r}:
-    if determinism:
-        tf.config.experimental.enable_op_determinism()
-    else:
-        tf_config.disable_op_determinism()
+    rt.set_op_determinism(determinism)
     keras.utils.set_random_seed({seed})
     model = models.build({model!r}, {seed})
     record = training.train(
@@ -78,7 +74,7 @@ for determinism in {settings!r}:
         optimizer=training.make_optimizer("adam", 1e-3), order_seed={seed},
     )
     flag = "on" if determinism else "off"
-    print("loss", flag, training.format_float(record.final_loss))
+    print("loss", flag, fingerprint.format_float(record.final_loss))
     print("fingerprint", flag, record.final_digest)
 """
 
@@ -232,18 +228,6 @@ def _nvidia_driver() -> str | None:
     return out.strip().splitlines()[0] if out.strip() else None
 
 
-def _set_op_determinism(on: bool) -> None:
-    from reprodl.runtime import import_tensorflow
-
-    tf = import_tensorflow()
-    if on:
-        tf.config.experimental.enable_op_determinism()
-    else:
-        from tensorflow.python.framework import config as tf_config  # not exported publicly
-
-        tf_config.disable_op_determinism()
-
-
 def steps_per_second(
     split,
     *,
@@ -262,7 +246,7 @@ def steps_per_second(
 
     from reprodl import models, training
 
-    _set_op_determinism(op_determinism)
+    runtime.set_op_determinism(op_determinism)
     try:
         keras.utils.set_random_seed(seed)
         record = training.train(
@@ -274,7 +258,7 @@ def steps_per_second(
             order_seed=seed,
         )
     finally:
-        _set_op_determinism(True)
+        runtime.set_op_determinism(True)
     return record.steps_per_second
 
 
@@ -295,7 +279,7 @@ def measure_variation(
     """
     import keras
 
-    from reprodl import data, models, training
+    from reprodl import data, fingerprint, models, training
 
     if runs < 2 or steps < 1 or batch_size < 1:
         raise ValueError("need runs >= 2 and positive steps and batch_size")
@@ -305,7 +289,7 @@ def measure_variation(
     results: dict[str, Any] = {}
     for on in settings:
         key = "determinism_on" if on else "determinism_off"
-        _set_op_determinism(on)
+        runtime.set_op_determinism(on)
         digests: list[str] = []
         losses: list[str] = []
         first: list[np.ndarray] | None = None
@@ -324,7 +308,7 @@ def measure_variation(
                 )
                 weights = [np.asarray(v.numpy()) for v in net.weights]
                 digests.append(rec.final_digest)
-                losses.append(training.format_float(rec.final_loss))
+                losses.append(fingerprint.format_float(rec.final_loss))
                 if first is None:
                     first = weights
                 else:
@@ -340,7 +324,7 @@ def measure_variation(
             "distinct_fingerprints": len(set(digests)),
             "max_abs_weight_difference": max_diff,
         }
-    _set_op_determinism(True)  # leave the process as reprodl.setup does
+    runtime.set_op_determinism(True)  # leave the process as reprodl.setup does
     return {
         "benchmark": "gpu_variation",
         "model": model,

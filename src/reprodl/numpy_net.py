@@ -21,7 +21,7 @@ import numpy as np
 
 from reprodl import fingerprint
 from reprodl.batches import IndexStream
-from reprodl.training import Evaluation, TrainingRecord
+from reprodl.training.results import Evaluation, TrainingRecord
 
 #: Names of the parameters, in the order they are stored, fingerprinted and returned.
 NAMES = ("W1", "b1", "W2", "b2")

@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 
 from reprodl import fingerprint
+from reprodl.errors import RecordError
 
 FORMAT = "reprodl.run-record"
 VERSION = 1
@@ -73,10 +74,6 @@ REQUIRED_META: dict[str, type | tuple[type, ...]] = {
 }
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-
-
-class RecordError(ValueError):
-    """A run record is corrupt or invalid, or two records cannot be compared."""
 
 
 @dataclass
@@ -203,7 +200,7 @@ def to_json(record: RunRecord) -> dict[str, Any]:
 
 def save(record: RunRecord, path: str | os.PathLike[str]) -> Path:
     """Validate ``record`` and write it to ``path`` atomically; returns the path."""
-    from reprodl.training import atomic_write
+    from reprodl._io import atomic_write
 
     path = Path(path)
     payload = to_json(record)

@@ -217,12 +217,35 @@ def _pin_tensorflow(op_determinism: bool) -> None:
                 f"TensorFlow is already initialised with {getter()} {name} threads, not {wanted}: "
                 "call reprodl.setup() before running any TensorFlow op (restart the kernel)."
             )
-    if op_determinism:
-        tf.config.experimental.enable_op_determinism()
-    else:
-        from tensorflow.python.framework import config as tf_config  # not exported publicly
+    set_op_determinism(op_determinism)
 
-        tf_config.disable_op_determinism()
+
+def set_op_determinism(on: bool) -> None:
+    """Turn TensorFlow's op determinism on or off for the whole process (takes effect at once)."""
+    from reprodl import _tf
+
+    tf = import_tensorflow()
+    if on:
+        tf.config.experimental.enable_op_determinism()
+    elif _tf.is_op_determinism_enabled():
+        _tf.disable_op_determinism()
+
+
+def set_intra_op_threads(count: int) -> None:
+    """Give TensorFlow ``count`` intra-op threads; :class:`~reprodl.errors.SettingsError` when
+    TensorFlow already runs with another count (fixed for the life of a process)."""
+    from reprodl.errors import SettingsError
+
+    threading = import_tensorflow().config.threading
+    if threading.get_intra_op_parallelism_threads() == count:
+        return
+    try:
+        threading.set_intra_op_parallelism_threads(count)
+    except RuntimeError:
+        raise SettingsError(
+            f"this run needs {count} intra-op threads, but TensorFlow is already running with "
+            f"{threading.get_intra_op_parallelism_threads()}: run it in a process of its own"
+        ) from None
 
 
 def repin(
@@ -296,11 +319,12 @@ def pinned_settings() -> dict[str, Any]:
     settings["PYTHONHASHSEED"] = os.environ.get("PYTHONHASHSEED")
     if "tensorflow" in sys.modules:
         import tensorflow as tf
-        from tensorflow.python.framework import config as tf_config  # no public getter exists
+
+        from reprodl import _tf
 
         settings["tf_intra_op_threads"] = tf.config.threading.get_intra_op_parallelism_threads()
         settings["tf_inter_op_threads"] = tf.config.threading.get_inter_op_parallelism_threads()
-        settings["op_determinism"] = tf_config.is_op_determinism_enabled()
+        settings["op_determinism"] = _tf.is_op_determinism_enabled()
     return settings
 
 

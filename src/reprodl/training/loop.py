@@ -1,0 +1,210 @@
+"""The training loop: a compiled step over batches in a seeded order, recording the run.
+
+:func:`train` runs a compiled training step over batches drawn from an explicitly seeded
+:class:`~reprodl.batches.IndexStream`; the data stays on the device and each step only gathers its
+batch. It records every step's loss and, every ``digest_every`` steps, the per-variable digests of
+the model's state; it can write checkpoints every ``checkpoint_every`` steps and resume from one
+bit-exactly. :func:`fit_quietly` is the Keras ``fit`` path with deterministic log lines instead of
+progress bars.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from reprodl import fingerprint
+from reprodl.batches import IndexStream
+from reprodl.data import Split, to_float
+from reprodl.errors import UsageError
+from reprodl.fingerprint import format_float
+from reprodl.training.checkpoints import (
+    Checkpoint,
+    capture_checkpoint,
+    checkpoint_path,
+    load_checkpoint,
+    restore_checkpoint,
+    save_checkpoint,
+)
+from reprodl.training.results import Evaluation, TrainingRecord
+from reprodl.training.state import state_digests, state_variables
+
+
+def loss_function() -> Any:
+    """The loss every model of the book trains with: cross-entropy on logits."""
+    import keras
+
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def compiled_step(model: Any, optimizer: Any, split: Split, batch_size: int | None = None) -> Any:
+    """One training step as a ``tf.function`` taking the batch's indices into ``split``.
+
+    The whole split is one tensor on the device; a step gathers its batch, computes the loss and
+    applies the gradients. ``batch_size`` fixes the input signature (one trace for all calls).
+    """
+    import tensorflow as tf
+
+    images = tf.constant(to_float(split.images))
+    labels = tf.constant(split.labels)
+    loss_fn = loss_function()
+    variables = model.trainable_variables
+    signature = None if batch_size is None else [tf.TensorSpec([batch_size], tf.int32)]
+
+    @tf.function(input_signature=signature)
+    def step(idx):
+        x = tf.gather(images, idx)
+        y = tf.gather(labels, idx)
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, model(x, training=True))
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+        return loss
+
+    return step
+
+
+def _start(
+    model: Any,
+    optimizer: Any,
+    stream: IndexStream,
+    *,
+    steps: int,
+    checkpoint_every: int,
+    checkpoint_dir: str | os.PathLike[str] | None,
+    resume: str | os.PathLike[str] | Checkpoint | None,
+) -> int:
+    """Restore ``resume`` or write the step-0 checkpoint; return the step the run starts after."""
+    if resume is not None:
+        ckpt = resume if isinstance(resume, Checkpoint) else load_checkpoint(resume)
+        restore_checkpoint(ckpt, model, optimizer, stream)
+        if ckpt.step >= steps:
+            raise UsageError(f"the checkpoint is at step {ckpt.step}, not before step {steps}")
+        return ckpt.step
+    if checkpoint_every:
+        optimizer.build(model.trainable_variables)
+        save_checkpoint(
+            capture_checkpoint(0, model, optimizer, stream), checkpoint_path(checkpoint_dir, 0)
+        )
+    return 0
+
+
+def train(
+    model: Any,
+    split: Split,
+    *,
+    steps: int,
+    batch_size: int,
+    optimizer: Any,
+    order_seed: int | None,
+    digest_every: int = 0,
+    on_step: Callable[[int, float], None] | None = None,
+    stream: IndexStream | None = None,
+    checkpoint_every: int = 0,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    resume: str | os.PathLike[str] | Checkpoint | None = None,
+) -> TrainingRecord:
+    """Train ``model`` for ``steps`` steps on batches in a seeded order; record the run.
+
+    ``order_seed=None`` draws each epoch's order from NumPy's global state (the classic trap);
+    ``stream`` replaces the order given by ``order_seed``. ``digest_every=k`` stores per-variable
+    digests after every k-th step (0: only before the first and after the last step).
+    ``checkpoint_every=k`` writes a checkpoint into ``checkpoint_dir`` before the first step and
+    after every k-th; ``resume`` restores one and trains on up to step ``steps`` (counted from the
+    start of the original run), bit-identically to the run that wrote it.
+    """
+    import tensorflow as tf
+
+    if steps <= 0 or batch_size <= 0:
+        raise UsageError(f"steps and batch_size must be positive, got {steps} and {batch_size}")
+    if checkpoint_every and checkpoint_dir is None:
+        raise UsageError("checkpoint_every needs a checkpoint_dir")
+    step = compiled_step(model, optimizer, split)
+    if stream is None:
+        stream = IndexStream(len(split), seed=order_seed)
+    first = _start(
+        model,
+        optimizer,
+        stream,
+        steps=steps,
+        checkpoint_every=checkpoint_every,
+        checkpoint_dir=checkpoint_dir,
+        resume=resume,
+    )
+    record = TrainingRecord(losses=np.empty(0, dtype=np.float32), start_step=first)
+    record.variables = [info for info, _ in state_variables(model)]
+    record.initial_digests = state_digests(model)
+    loss_tensors = []  # read back at the end: a host sync per step would cost time
+    start = time.perf_counter()
+    for n in range(first + 1, steps + 1):
+        idx = stream.next(batch_size)
+        loss_tensors.append(step(tf.constant(idx, dtype=tf.int32)))
+        if n == first + 1:
+            record.first_step_seconds = time.perf_counter() - start
+        at_checkpoint = bool(checkpoint_every) and n % checkpoint_every == 0
+        if (digest_every and (n % digest_every == 0 or n == steps)) or at_checkpoint:
+            record.digests[n] = state_digests(model)
+        if at_checkpoint:
+            ckpt = capture_checkpoint(n, model, optimizer, stream)
+            save_checkpoint(ckpt, checkpoint_path(checkpoint_dir, n))
+        if on_step:
+            on_step(n, float(loss_tensors[-1].numpy()))
+    record.losses = tf.stack(loss_tensors).numpy().astype(np.float32)
+    record.seconds = time.perf_counter() - start
+    record.final_digest = fingerprint.weights_digest(model)
+    record.final_digests = state_digests(model)
+    return record
+
+
+def evaluate(model: Any, split: Split, batch_size: int = 1000) -> Evaluation:
+    """Count correct predictions on ``split`` (inference mode, so dropout is off)."""
+    import tensorflow as tf
+
+    @tf.function
+    def predict(x):
+        return tf.argmax(model(x, training=False), axis=1, output_type=tf.int64)
+
+    correct = 0
+    for start in range(0, len(split), batch_size):
+        x = tf.constant(to_float(split.images[start : start + batch_size]))
+        pred = predict(x).numpy()
+        correct += int(np.sum(pred == split.labels[start : start + batch_size]))
+    return Evaluation(correct=correct, total=len(split))
+
+
+def fit_quietly(
+    model: Any,
+    split: Split,
+    *,
+    epochs: int,
+    batch_size: int,
+    optimizer: Any,
+    shuffle: bool | str = True,
+    printer: Callable[[str], None] | None = print,
+) -> Any:
+    """Keras ``compile`` + ``fit`` with ``verbose=0`` and one deterministic line per epoch;
+    returns Keras' ``History``."""
+    import keras
+
+    class EpochLines(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            if printer:
+                printer(
+                    f"epoch {epoch + 1}: loss {format_float(logs['loss'])}, "
+                    f"accuracy {format_float(logs['accuracy'])}"
+                )
+
+    model.compile(optimizer=optimizer, loss=loss_function(), metrics=["accuracy"])
+    return model.fit(
+        to_float(split.images),
+        split.labels,
+        epochs=epochs,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        verbose=0,
+        callbacks=[EpochLines()],
+    )
