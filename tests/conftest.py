@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support import synthetic_digits
 
-ROOT = Path(__file__).resolve().parents[1]
+from reprodl.data import Split
 
 
 @pytest.fixture(scope="session")
@@ -21,18 +20,7 @@ def mnist_dir() -> Path:
     return Path(folder)
 
 
-def run_python(
-    *args: str, env: dict[str, str] | None = None, unset: tuple[str, ...] = (), timeout: float = 600
-) -> subprocess.CompletedProcess[str]:
-    """Run ``python ARGS`` in a fresh process: this environment, plus ``env``, minus ``unset``."""
-    full_env = {**os.environ, **(env or {})}
-    for name in unset:
-        full_env.pop(name, None)
-    return subprocess.run(
-        [sys.executable, *args],
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
+@pytest.fixture(scope="session")
+def digits() -> Split:
+    """200 synthetic digit-like images (see :func:`support.synthetic_digits`)."""
+    return synthetic_digits()

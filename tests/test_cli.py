@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from test_records import synthetic_record
+from support import run_python, synthetic_record
 
-from conftest import run_python
 from reprodl import records
 from reprodl.cli import main
 

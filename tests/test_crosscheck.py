@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 
 import pytest
+from support import ROOT, run_python
 
-from conftest import ROOT, run_python
 from reprodl import cpu, crosscheck
 
 RECORDS = ROOT / "benchmarks" / "results" / "cross_cpu"

@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from support import run_python
 
-from conftest import run_python
 from reprodl import decomposition, experiments
 from reprodl.cli import main
 from reprodl.experiments import Seeds

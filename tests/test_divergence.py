@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_records import synthetic_record
+from support import synthetic_digits, synthetic_record
 
 import reprodl
 from reprodl import divergence, records, training
@@ -85,13 +85,8 @@ def test_mismatched_pair_is_an_error():
 @pytest.fixture(scope="module")
 def digits() -> Split:
     """200 digit-like images (the label is the bright row): 10 steps of 20 per epoch."""
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 10, 200)
-    images = rng.integers(0, 60, (200, 28, 28)).astype(np.uint8)
-    for i, label in enumerate(labels):
-        images[i, 2 * label + 3, :] = 255
     reprodl.setup(0)
-    return Split(images, labels.astype(np.int64))
+    return synthetic_digits()
 
 
 def test_bisect_finds_the_first_step_of_a_reshuffled_second_epoch(digits, tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from test_gate import EXECUTE, KERNELSPEC, execute_notebook, probe_notebook
+from support import EXECUTE, KERNELSPEC, execute_notebook, probe_notebook
 
 
 def _load_tool():

@@ -5,6 +5,7 @@ import random
 
 import numpy as np
 import pytest
+from support import synthetic_digits
 
 import reprodl
 from reprodl import experiments, fingerprint, models, training
@@ -136,11 +137,7 @@ def test_bad_plans_are_rejected(seeds, runs):
 
 
 def synthetic(n=120) -> Split:
-    rng = np.random.default_rng(0)
-    labels = rng.integers(0, 10, n)
-    images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
-    images[np.arange(n), 2 * labels + 3, :] = 255
-    return Split(images, labels.astype(np.int64))
+    return synthetic_digits(n)
 
 
 def test_training_runs_seeded_are_identical_unseeded_differ():

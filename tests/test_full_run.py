@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from support import ROOT, run_python
 
-from conftest import ROOT, run_python
 from reprodl import decomposition, records
 
 RECORD = ROOT / "benchmarks" / "results" / "cnn_full_run.json"

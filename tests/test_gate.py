@@ -25,15 +25,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from support import KERNELSPEC, execute_notebook, probe_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
-EXECUTE = ROOT / "tools" / "execute_notebooks.py"
 
 #: The only cells whose outputs nbval may ignore: chapter 1 shows unseeded runs that differ.
 IGNORE_OUTPUT_ALLOWED = {"01_why_runs_differ.ipynb": 1}
-
-KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
 #: Text that cannot reproduce in another process or on another machine.
 VOLATILE = {
@@ -43,49 +41,6 @@ VOLATILE = {
     "process id": re.compile(r"\bpid\b\s*[:=]?\s*\d+|process id\s*[:=]?\s*\d+", re.IGNORECASE),
     "Keras progress bar": re.compile(r"━|\d+m?s/step|\d+us/step|ETA: \d"),
 }
-
-
-def probe_notebook(seed: int = 0, steps: int = 50, timing: bool = True) -> nbformat.NotebookNode:
-    """A small real notebook in the book's conventions: softmax regression for ``steps`` steps.
-
-    ``timing`` adds a ``took 0.4 s`` line, which only tests/sanitize.cfg makes comparable.
-    """
-    nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = dict(KERNELSPEC)
-    nb.cells = [
-        nbformat.v4.new_markdown_cell("# Gate probe\n\nTrains softmax regression briefly."),
-        nbformat.v4.new_code_cell(
-            f"SEED = {seed}\nSTEPS = {steps}\n\nimport reprodl\n\n"
-            "reprodl.setup(SEED)\nprint(reprodl.environment_line())"
-        ),
-        nbformat.v4.new_code_cell(
-            "from reprodl import data, fingerprint, models, training\n\n"
-            "mnist = data.load_mnist()\n"
-            'model = models.build("softmax", seed=SEED)\n'
-            "record = training.train(\n"
-            "    model, mnist.train, steps=STEPS, batch_size=100,\n"
-            '    optimizer=training.make_optimizer("sgd", 0.5), order_seed=SEED,\n'
-            ")\n"
-            'print("final loss", fingerprint.format_float(record.final_loss))\n'
-            'print("fingerprint", fingerprint.short(record.final_digest))'
-            + ('\nprint(f"took {record.seconds:.1f} s")' if timing else "")
-        ),
-        nbformat.v4.new_code_cell("print(training.evaluate(model, mnist.test))"),
-    ]
-    return nb
-
-
-def execute_notebook(path: Path) -> None:
-    """Execute ``path`` in place exactly as ``make execute`` does."""
-    proc = subprocess.run(
-        [sys.executable, str(EXECUTE), str(path)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
-        env=dict(os.environ),
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def run_gate(path: Path) -> subprocess.CompletedProcess[str]:

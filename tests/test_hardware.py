@@ -8,8 +8,8 @@ import re
 
 import numpy as np
 import pytest
+from support import ROOT, run_python
 
-from conftest import ROOT, run_python
 from reprodl import hardware
 
 

@@ -2,10 +2,10 @@
 
 import numpy as np
 import pytest
+from support import synthetic_digits
 
 import reprodl
 from reprodl import fingerprint, models, training
-from reprodl.data import Split
 
 
 @pytest.fixture(autouse=True)
@@ -45,14 +45,7 @@ def test_unknown_model():
         models.build("resnet")
 
 
-def synthetic(n=200, seed=0) -> Split:
-    """Small synthetic digits-like data: the label is encoded in which image row is bright."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 10, n)
-    images = rng.integers(0, 60, (n, 28, 28)).astype(np.uint8)
-    for i, label in enumerate(labels):
-        images[i, 2 * label + 3, :] = 255
-    return Split(images, labels.astype(np.int64))
+synthetic = synthetic_digits
 
 
 def run(order_seed, model_seed=0, steps=30, digest_every=10):

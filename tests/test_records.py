@@ -8,60 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support import VARIABLES, synthetic_record
 
-from reprodl import fingerprint, records
+from reprodl import records
 from reprodl.records import RecordError, RunRecord
-
-VARIABLES = [
-    ("net/dense/kernel", [3, 2], "float32", "weight"),
-    ("net/dense/bias", [2], "float32", "weight"),
-    ("net/dropout/seed_generator_state", [2], "int64", "rng"),
-    ("net/logits/kernel", [2, 2], "float32", "weight"),
-]
-
-
-def synthetic_record(
-    steps: int = 12,
-    every: int = 4,
-    *,
-    losses=None,
-    changed: dict[str, int] | None = None,
-    model: str = "mlp",
-    variables=VARIABLES,
-) -> RunRecord:
-    """A record with digests of made-up arrays; ``changed[name] = step`` makes that variable's
-    state different from that recorded step on (as a second run would be)."""
-    changed = changed or {}
-    digests = {}
-    for step in sorted({*range(0, steps + 1, every), steps}):
-        digests[step] = {}
-        for name, shape, dtype, _ in variables:
-            value = step + (1000 if name in changed and step >= changed[name] else 0)
-            digests[step][name] = fingerprint.array_digest(np.full(shape, value, dtype=dtype))
-    weights = [name for name, *_, kind in variables if kind == "weight"]
-    if losses is None:
-        losses = np.linspace(2.3, 0.3, steps, dtype=np.float32)
-    meta = {
-        "model": model,
-        "seed": 0,
-        "batch_size": 20,
-        "steps": steps,
-        "run": {"model": model, "steps": steps},
-        "command": None,
-        "settings": {"tf_intra_op_threads": 2},
-        "versions": {"reprodl": "0.1.0"},
-        "digest_every": every,
-        "checkpoints": None,
-    }
-    return RunRecord(
-        meta=meta,
-        variables=[
-            {"name": n, "shape": list(s), "dtype": d, "kind": k} for n, s, d, k in variables
-        ],
-        losses=np.asarray(losses, dtype=np.float32),
-        digests=digests,
-        final_digest=fingerprint.combine(digests[steps][n] for n in weights),
-    )
 
 
 def test_round_trip_is_exact(tmp_path):

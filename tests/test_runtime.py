@@ -9,8 +9,8 @@ import re
 from pathlib import Path
 
 import pytest
+from support import run_python
 
-from conftest import run_python
 from reprodl import runtime
 
 AMBIENT = {
