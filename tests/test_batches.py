@@ -66,3 +66,27 @@ def test_tf_dataset_order_is_seeded():
     assert np.array_equal(
         np.concatenate([b[1].numpy() for b in batches.tf_dataset(x, y, 8, seed=None)]), y
     )
+
+
+def test_state_saved_and_restored_continues_the_same_batches():
+    stream = batches.make_stream(10, "seeded", seed=4)
+    stream.next(7)
+    state = stream.get_state()
+    ahead = [stream.next(6) for _ in range(3)]  # crosses two epoch boundaries
+    other = batches.make_stream(10, "seeded", seed=4)
+    other.set_state(state)
+    assert all(np.array_equal(a, other.next(6)) for a in ahead)
+    assert (state.epoch, state.position) == (0, 7)  # a copy: later batches did not move it
+    with pytest.raises(batches.UsageError, match="the state covers 10 examples, this stream 9"):
+        batches.IndexStream(9, seed=4).set_state(state)
+
+
+def test_make_stream_orders():
+    first = batches.make_stream(6, "global-after-first", seed=2)
+    np.random.seed(1)  # the next epoch's order is drawn when the first one runs out
+    assert np.array_equal(first.next(6), batches.epoch_permutation(6, 2, 0))
+    np.random.seed(1)
+    expected = np.random.permutation(6)
+    assert np.array_equal(first.next(6), expected)
+    with pytest.raises(batches.UsageError, match="unknown order 'sorted'; choose one of seeded"):
+        batches.make_stream(6, "sorted", seed=0)

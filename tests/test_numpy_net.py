@@ -8,6 +8,7 @@ import pytest
 
 from reprodl import fingerprint
 from reprodl import numpy_net as nn
+from reprodl.errors import UsageError
 
 INPUTS, HIDDEN, CLASSES = 20, 16, 5
 REG = 1e-3
@@ -200,9 +201,9 @@ def test_train_records_digests_and_rejects_bad_arguments() -> None:
     )
     assert sorted(record.digests) == [3, 6]
     assert list(record.digests[6]) == list(nn.NAMES)
-    with pytest.raises(ValueError):
+    with pytest.raises(UsageError, match="steps and batch_size must be positive, got 0 and 10"):
         nn.train(p, x, y, steps=0, batch_size=10, learning_rate=0.1, order_seed=0)
-    with pytest.raises(ValueError):
+    with pytest.raises(UsageError, match="100 inputs but 50 labels"):
         nn.train(p, x, y[:50], steps=1, batch_size=10, learning_rate=0.1, order_seed=0)
 
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from reprodl import fingerprint
 from reprodl.batches import IndexStream
+from reprodl.errors import UsageError
 from reprodl.training.results import Evaluation, TrainingRecord
 
 #: Names of the parameters, in the order they are stored, fingerprinted and returned.
@@ -222,9 +223,9 @@ def train(
     """
     gradients = gradients or loss_and_gradients
     if steps <= 0 or batch_size <= 0:
-        raise ValueError(f"steps and batch_size must be positive, got {steps} and {batch_size}")
+        raise UsageError(f"steps and batch_size must be positive, got {steps} and {batch_size}")
     if len(x) != len(labels):
-        raise ValueError(f"{len(x)} inputs but {len(labels)} labels")
+        raise UsageError(f"{len(x)} inputs but {len(labels)} labels")
     x = np.asarray(x, dtype=params.dtype)
     stream = IndexStream(len(labels), seed=order_seed)
     losses = np.empty(steps, dtype=np.float32)

@@ -2,34 +2,58 @@
 
 In a notebook, assign the result (``fig = plots.loss_curves(...)``): the inline backend shows the
 figure at the end of the cell, and nothing else is printed (no ``[<Line2D at 0x...>]`` addresses,
-which would differ on every run; a trailing ``;`` does not help under nbval).
+which would differ on every run; a trailing ``;`` does not help under nbval). The style is applied
+inside each function (``matplotlib.rc_context``): importing this module changes no global setting.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ParamSpec
 
 import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.rcParams.update(
-    {
-        "figure.figsize": (7.0, 3.6),
-        "figure.dpi": 100,
-        "savefig.dpi": 100,
-        "axes.grid": True,
-        "grid.alpha": 0.3,
-        "axes.spines.top": False,
-        "axes.spines.right": False,
-        "font.size": 10,
-        "legend.frameon": False,
-        "svg.hashsalt": "reprodl",
-    }
-)
+from reprodl.errors import UsageError
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+#: The book's style, applied while each figure is made.
+STYLE: dict[str, Any] = {
+    "figure.figsize": (7.0, 3.6),
+    "figure.dpi": 100,
+    "savefig.dpi": 100,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "font.size": 10,
+    "legend.frameon": False,
+    "svg.hashsalt": "reprodl",
+}
+
+P = ParamSpec("P")
 
 
+def _styled(make: Callable[P, Figure]) -> Callable[P, Figure]:
+    """Make the figure under :data:`STYLE` and leave the global settings as they were.
+
+    Matplotlib creates ticks and their grid lines lazily, reading the settings then: the figure
+    is laid out once inside the style, so that nothing is created later under other settings.
+    """
+
+    @functools.wraps(make)
+    def styled(*args: P.args, **kwargs: P.kwargs) -> Figure:
+        with matplotlib.rc_context(STYLE):
+            fig = make(*args, **kwargs)
+            fig.draw_without_rendering()
+        return fig
+
+    return styled
+
+
+@_styled
 def loss_curves(
     curves: Mapping[str, Sequence[float]],
     *,
@@ -38,7 +62,7 @@ def loss_curves(
     ylabel: str = "training loss",
     smooth: int = 1,
     logy: bool = False,
-):
+) -> Figure:
     """One line per named loss curve; ``smooth`` > 1 averages over a sliding window."""
     fig, ax = plt.subplots()
     for label, values in curves.items():
@@ -57,7 +81,10 @@ def loss_curves(
     return fig
 
 
-def digit_grid(images, labels=None, predictions=None, *, columns: int = 10, title: str = ""):
+@_styled
+def digit_grid(
+    images, labels=None, predictions=None, *, columns: int = 10, title: str = ""
+) -> Figure:
     """Digits in a grid, with their label (and prediction, red when wrong) above each."""
     images = np.asarray(images)
     rows = -(-len(images) // columns)
@@ -78,7 +105,10 @@ def digit_grid(images, labels=None, predictions=None, *, columns: int = 10, titl
     return fig
 
 
-def histogram(values, *, bins: int = 15, xlabel: str = "", title: str = "", mark_mean: bool = True):
+@_styled
+def histogram(
+    values, *, bins: int = 15, xlabel: str = "", title: str = "", mark_mean: bool = True
+) -> Figure:
     """A histogram of ``values`` with the mean marked."""
     values = np.asarray(values, dtype=np.float64)
     fig, ax = plt.subplots()
@@ -91,7 +121,10 @@ def histogram(values, *, bins: int = 15, xlabel: str = "", title: str = "", mark
     return fig
 
 
-def bars(values: Mapping[str, float], *, ylabel: str = "", title: str = "", fmt: str = "{:.3g}"):
+@_styled
+def bars(
+    values: Mapping[str, float], *, ylabel: str = "", title: str = "", fmt: str = "{:.3g}"
+) -> Figure:
     """A labelled bar chart (one bar per named value, the value written on top)."""
     fig, ax = plt.subplots()
     names = list(values)
@@ -104,7 +137,10 @@ def bars(values: Mapping[str, float], *, ylabel: str = "", title: str = "", fmt:
     return fig
 
 
-def training_curves(losses, evaluations: Mapping[int, float], *, smooth: int = 1, title: str = ""):
+@_styled
+def training_curves(
+    losses, evaluations: Mapping[int, float], *, smooth: int = 1, title: str = ""
+) -> Figure:
     """Training loss per step (left) and an accuracy measured at some steps (right)."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(9.0, 3.4))
     y = np.asarray(losses, dtype=np.float64)
@@ -123,14 +159,15 @@ def training_curves(losses, evaluations: Mapping[int, float], *, smooth: int = 1
     return fig
 
 
-def weight_images(kernel, *, columns: int = 5, title: str = ""):
+@_styled
+def weight_images(kernel, *, columns: int = 5, title: str = "") -> Figure:
     """The columns of a ``(784, 10)`` kernel as ten 28x28 images: red pushes towards the class.
 
     One colour scale for all panels, symmetric around zero (white), so the panels can be compared.
     """
     kernel = np.asarray(kernel, dtype=np.float64)
     if kernel.ndim != 2 or kernel.shape[0] != 28 * 28:
-        raise ValueError(f"expected a (784, classes) kernel, got shape {kernel.shape}")
+        raise UsageError(f"expected a (784, classes) kernel, got shape {kernel.shape}")
     classes = kernel.shape[1]
     rows = -(-classes // columns)
     limit = float(np.abs(kernel).max()) or 1.0
@@ -147,13 +184,14 @@ def weight_images(kernel, *, columns: int = 5, title: str = ""):
     return fig
 
 
+@_styled
 def scores_by_run(
     panels: Mapping[str, Sequence[float]],
     *,
     logy: Sequence[str] = (),
     xlabel: str = "run",
     title: str = "",
-):
+) -> Figure:
     """One panel per named series: each run's score as a dot, the mean as a dashed line.
 
     Panels named in ``logy`` get a logarithmic y axis (for scores spanning orders of magnitude).
@@ -175,13 +213,14 @@ def scores_by_run(
     return fig
 
 
+@_styled
 def spread_by_group(
     groups: Mapping[str, Sequence[float]],
     *,
     ylabel: str = "",
     title: str = "",
     labels: Mapping[str, Sequence[str]] | None = None,
-):
+) -> Figure:
     """Each group's runs as dots in one column, with the group's min-max range and mean marked.
 
     For "same everything but one source of randomness" experiments: the height of a column is the
@@ -203,6 +242,7 @@ def spread_by_group(
     return fig
 
 
+@_styled
 def paired_scores(
     a: Sequence[float],
     b: Sequence[float],
@@ -210,7 +250,7 @@ def paired_scores(
     labels: tuple[str, str] = ("a", "b"),
     ylabel: str = "",
     title: str = "",
-):
+) -> Figure:
     """Two variants run on the same seeds: one line per seed from its score in ``a`` to ``b``.
 
     Lines going up are seeds where ``b`` did better; a comparison of unpaired runs would see only
@@ -219,7 +259,7 @@ def paired_scores(
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
-        raise ValueError(f"a and b must have the same length, got {a.size} and {b.size}")
+        raise UsageError(f"a and b must have the same length, got {a.size} and {b.size}")
     fig, ax = plt.subplots(figsize=(4.2, 3.8))
     for y0, y1 in zip(a, b, strict=True):
         color = "#55A868" if y1 > y0 else "#C44E52" if y1 < y0 else "gray"
@@ -234,6 +274,7 @@ def paired_scores(
     return fig
 
 
+@_styled
 def divergence(
     curves: Mapping[str, Sequence[float] | tuple[Sequence[float], Sequence[float]]],
     *,
@@ -241,7 +282,7 @@ def divergence(
     xlabel: str = "step",
     title: str = "",
     marks: Mapping[str, int] | None = None,
-):
+) -> Figure:
     """How far two runs drift apart: one line per named difference curve, on a log scale.
 
     A curve is its values at steps 1, 2, ... or an ``(steps, values)`` pair. Zeros (the runs

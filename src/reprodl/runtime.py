@@ -296,7 +296,9 @@ def setup(seed: int, *, op_determinism: bool = True) -> None:
     (:class:`ReproducibilityWarning`) when ``PYTHONHASHSEED`` is unset or a setting is too late.
     """
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+        from reprodl.errors import UsageError
+
+        raise UsageError(f"seed must be a non-negative int, got {seed!r}")
     report = pin_environment()
     for name in report.too_late + _IMPORT_PIN.too_late:
         _warn(f"{name} was set after NumPy was imported, so it has no effect in this process.")
