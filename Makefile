@@ -1,4 +1,4 @@
-# reprodl: make book | make test | make execute | make lint   (each sets up .venv itself)
+# reprodl: make book | make test | make test-fast | make execute | make lint   (each sets up .venv)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 REPRODL_DATA ?= $(abspath $(wildcard ../shared/data/mnist))
 export REPRODL_DATA
 
-.PHONY: install book test execute lint format freeze bench crosscheck clean
+.PHONY: install book test test-fast execute lint format freeze bench crosscheck clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,9 +24,17 @@ book: $(STAMP)
 	$(BIN)/jupyter-book build . --warningiserror --keep-going
 
 ## Every test: unit tests, the exact-output gate (pytest --nbval), book build and browser tests.
+## It first installs what the emulated-CPU and browser tests need when it can (root with apt-get);
+## where it cannot, those tests are skipped with one line each (under CI=true they fail).
 test: $(STAMP)
 	@bash tools/ensure_qemu.sh
+	@bash tools/ensure_browser.sh
 	$(BIN)/python -m pytest
+
+## The everyday lane: unit tests only (no TensorFlow subprocesses, notebooks, book or browser).
+FAST := -m "not slow and not book and not browser"
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest $(FAST) tests/
 
 ## Re-execute every notebook in place in the pinned environment (the only way outputs change).
 execute: $(STAMP)

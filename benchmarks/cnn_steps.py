@@ -31,8 +31,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     reprodl.setup(0)
-    import tensorflow as tf
-
     from reprodl import data, models, training
     from reprodl.data import Split
 
@@ -41,12 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     subset = Split(mnist.train.images[:n], mnist.train.labels[:n])
 
     def own_loop(determinism: bool) -> float:
-        if determinism:
-            tf.config.experimental.enable_op_determinism()
-        else:
-            from tensorflow.python.framework import config as tf_config
-
-            tf_config.disable_op_determinism()
+        runtime.set_op_determinism(determinism)
         model = models.build(args.model, seed=0)
         opt = training.make_optimizer("adam", 1e-3)
         rec = training.train(
@@ -60,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return rec.steps_per_second  # excludes the first step, which traces the function
 
     def keras_fit() -> float:
-        tf.config.experimental.enable_op_determinism()
+        runtime.set_op_determinism(True)
         model = models.build(args.model, seed=0)
         warm = Split(
             subset.images[: args.batch_size * args.warmup],

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 import reprodl
-from reprodl import hardware
+from reprodl import gpu
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     reprodl.setup(args.seed)
-    record = hardware.measure_variation(
+    record = gpu.measure_variation(
         runs=args.runs,
         steps=args.steps,
         batch_size=args.batch_size,
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
     )
     record["environment"] = reprodl.environment_report()
-    for line in hardware.record_lines(record):
+    for line in gpu.record_lines(record):
         print(line)
     out = args.out
     if out is None and record["device"]["device"] == "GPU":
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     if out is None:
         print("no GPU: record not written (pass --out FILE to keep it)")
     else:
-        print(f"record written to {hardware.write_record(record, out)}")
+        print(f"record written to {gpu.write_record(record, out)}")
     return 0
 
 

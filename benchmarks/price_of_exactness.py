@@ -42,8 +42,7 @@ else:
     import tensorflow as tf
     from reprodl import data, models
 import keras
-from tensorflow.python.framework import config as tf_config
-from reprodl import training
+from reprodl import _tf, training
 
 mnist = data.load_mnist(data_dir)
 split = data.Split(mnist.train.images[:n], mnist.train.labels[:n])
@@ -69,7 +68,7 @@ print(json.dumps({
     "variant": variant, "steps_per_second": rate,
     "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
     "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
-    "op_determinism": tf_config.is_op_determinism_enabled(),
+    "op_determinism": _tf.is_op_determinism_enabled(),
     "onednn_opts": os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
     "onednn_isa": os.environ.get("ONEDNN_MAX_CPU_ISA"),
 }))
@@ -107,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import reprodl  # noqa: F401  (after the children's environment is read: only for reports)
-    from reprodl import _io, cpu, crosscheck
+    from reprodl import _io, cpu, runtime
 
     runs: list[dict] = []
     for repeat in range(args.repeats):
@@ -143,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             "warmup": args.warmup,
             "repeats": args.repeats,
             "machine": cpu.machine(),
-            "versions": {"python": sys.version.split()[0], **crosscheck.installed_versions()},
+            "versions": {"python": sys.version.split()[0], **runtime.installed_versions()},
             "runs": runs,
             "median_steps_per_second": median,
             "ratios": ratios,

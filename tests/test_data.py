@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import http.server
+import os
 import re
 import shutil
 import threading
@@ -57,6 +58,34 @@ def test_hashes_match_shared_readme(mnist_dir):
 def test_md5_of_train_images_is_the_published_one(mnist_dir):
     content = gzip.decompress((Path(mnist_dir) / "train-images-idx3-ubyte.gz").read_bytes())
     assert hashlib.md5(content).hexdigest() == "6bbc9ace898e44ae57da46a324031adb"
+
+
+SPLITS = ("train", "validation", "test", "full_train")
+
+
+@pytest.mark.parametrize("split", SPLITS)
+@pytest.mark.parametrize("field", ["images", "labels"])
+def test_loaded_arrays_are_read_only(mnist, split, field):
+    array = getattr(getattr(mnist, split), field)
+    before = array[:3].copy()
+    assert not array.flags.writeable
+    with pytest.raises(ValueError, match="assignment destination is read-only"):
+        array[0] = 7
+    with pytest.raises(ValueError, match="output array is read-only"):
+        array += 1
+    with pytest.raises(ValueError, match="cannot set WRITEABLE flag to True"):
+        array.flags.writeable = True
+    np.testing.assert_array_equal(array[:3], before)
+    # the splits are views of one cached copy: that is why none of them may be written
+    assert np.shares_memory(
+        array, getattr(mnist.full_train if split != "test" else mnist.test, field)
+    )
+
+
+def test_a_copy_is_writable_and_leaves_the_cache_alone(mnist):
+    labels = mnist.train.labels.copy()
+    labels[:] = 0
+    assert mnist.train.labels.any() and data.load_mnist(mnist.source).train.labels.any()
 
 
 def test_to_float_scales_to_unit_interval(mnist):
@@ -158,14 +187,70 @@ def test_bad_file_gives_clear_error_and_is_left_alone(folder_copy, corrupt, mess
     assert snapshot(folder_copy) == before
 
 
+def test_truncated_and_overlong_raw_files_are_named(folder_copy):
+    content = gzip.decompress((folder_copy / f"{SMALL}.gz").read_bytes())
+    (folder_copy / f"{SMALL}.gz").unlink()
+    raw = folder_copy / SMALL
+    raw.write_bytes(content[:5004])
+    with pytest.raises(
+        data.MnistError, match=r"5,004 bytes of content, expected 10,008 \(truncated\)"
+    ):
+        data.load_mnist(folder_copy)
+    raw.write_bytes(content + b"\x00")
+    with pytest.raises(
+        data.MnistError, match=r"10,009 bytes of content, expected 10,008 \(too long\)"
+    ):
+        data.load_mnist(folder_copy)
+
+
+def _touch(path: Path, seconds_later: int) -> None:
+    """Move ``path``'s modification time, as any rewrite of the file does."""
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + seconds_later * 10**9))
+
+
+def test_load_mnist_caches_per_folder_and_rereads_a_changed_file(folder_copy, tmp_path):
+    first = data.load_mnist(folder_copy)
+    assert data.load_mnist(folder_copy) is first  # the same arrays, not read again
+    assert data.load_mnist(folder_copy / ".." / folder_copy.name) is first  # the same folder
+    # another folder with the same files: fresh arrays, with their own source
+    other = tmp_path / "other"
+    shutil.copytree(folder_copy, other)
+    elsewhere = data.load_mnist(other)
+    assert elsewhere is not first and elsewhere.source == str(other.resolve())
+    assert not np.shares_memory(elsewhere.test.labels, first.test.labels)
+    np.testing.assert_array_equal(elsewhere.test.labels, first.test.labels)
+    # a file rewritten with the same content (a new modification time): read again
+    _touch(folder_copy / f"{SMALL}.gz", 5)
+    again = data.load_mnist(folder_copy)
+    assert again is not first and not again.test.labels.flags.writeable
+    np.testing.assert_array_equal(again.test.labels, first.test.labels)
+    # a file recompressed differently (another size): read again and verified again
+    gz = folder_copy / f"{SMALL}.gz"
+    gz.write_bytes(gzip.compress(gzip.decompress(gz.read_bytes()), compresslevel=1))
+    recompressed = data.load_mnist(folder_copy)
+    assert recompressed is not again
+    np.testing.assert_array_equal(recompressed.test.labels, first.test.labels)
+    # a file corrupted after it was loaded is never served from the cache
+    corrupt_not_gzip(gz)
+    with pytest.raises(data.MnistError, match=f"{SMALL}.gz: not a valid gzip file"):
+        data.load_mnist(folder_copy)
+    # a file replaced by its uncompressed twin: another path, read again
+    gz.unlink()
+    (folder_copy / SMALL).write_bytes(gzip.decompress((other / f"{SMALL}.gz").read_bytes()))
+    raw = data.load_mnist(folder_copy)
+    assert raw is not recompressed
+    np.testing.assert_array_equal(raw.test.labels, first.test.labels)
+
+
 def test_missing_file_is_named(folder_copy):
     (folder_copy / f"{SMALL}.gz").unlink()
-    with pytest.raises(FileNotFoundError, match=SMALL):
+    with pytest.raises(data.MnistError, match=SMALL):
         data.load_mnist(folder_copy)
 
 
 def test_missing_folder_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does-not-exist"):
+    with pytest.raises(data.MnistError, match="does-not-exist"):
         data.load_mnist(tmp_path / "does-not-exist")
 
 
@@ -208,6 +293,13 @@ def test_download_fills_cache_and_verifies(mirror, empty_cache, mnist_dir):
     mnist = data.load_mnist(mirrors=[url])
     assert len(mnist.full_train) == 60000
     assert sorted(p.name for p in empty_cache.iterdir()) == sorted(f"{n}.gz" for n in data.FILES)
+    # the second load is served from memory: no mirror is asked
+    assert data.load_mnist(mirrors=["http://127.0.0.1:9/"]) is mnist
+    # a cached file that changed is read again (and verified) from the cache folder
+    _touch(empty_cache / f"{SMALL}.gz", 5)
+    again = data.load_mnist(mirrors=["http://127.0.0.1:9/"])
+    assert again is not mnist and not again.full_train.labels.flags.writeable
+    np.testing.assert_array_equal(again.test.labels, mnist.test.labels)
 
 
 def test_download_skips_bad_mirror_and_leaves_no_partial_file(mirror, tmp_path, mnist_dir):

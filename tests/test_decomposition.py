@@ -6,27 +6,28 @@ import hashlib
 import json
 from types import SimpleNamespace
 
+import jsonschema
 import numpy as np
 import pytest
-from support import run_python
+from support import ROOT, run_python
 
-from reprodl import decomposition, experiments
+from reprodl import decomposition, schemas
 from reprodl.cli import main
-from reprodl.experiments import Seeds
-from reprodl.records import RecordError
+from reprodl.errors import RecordError, UsageError
+from reprodl.seeds import CONDITIONS, Seeds, seeds_for
 from reprodl.training import Evaluation
 
 SPEC = {"model": "mlp", "steps": 5, "batch_size": 10, "base": 0}
 
 
 def fake_runner(calls: list | None = None, fail_at: int | None = None):
-    """A stand-in for experiments.SeedRunner: its result is a function of the seeds only."""
+    """A stand-in for training.SeedRunner: its result is a function of the seeds only."""
 
     def runner(seeds: Seeds):
         if calls is not None:
             calls.append(seeds)
             if fail_at is not None and len(calls) == fail_at:
-                raise KeyboardInterrupt  # an interrupted session
+                raise KeyboardInterrupt(f"interrupted at run {fail_at}")  # a session
         h = hashlib.sha256(repr(seeds).encode()).hexdigest()
         return SimpleNamespace(
             evaluations={"test": Evaluation(correct=int(h[:2], 16), total=300)},
@@ -52,13 +53,13 @@ def test_run_save_load_round_trip(tmp_path):
     calls: list[Seeds] = []
     record = decomposition.new(SPEC, [1, 2, 3], command=["python", "-m", "reprodl"])
     decomposition.run(fake_runner(calls), record, path=path)
-    assert calls == [experiments.seeds_for(c, s) for s in (1, 2, 3) for c in experiments.CONDITIONS]
+    assert calls == [seeds_for(c, s) for s in (1, 2, 3) for c in CONDITIONS]
     loaded = decomposition.load(path)
     assert loaded.runs == record.runs and loaded.meta == record.meta
     assert loaded.complete and loaded.complete_seeds() == [1, 2, 3]
     scores = loaded.scores()
-    assert list(scores) == list(experiments.CONDITIONS)
-    expected = [fake_runner()(experiments.seeds_for("order", s)) for s in (1, 2, 3)]
+    assert list(scores) == list(CONDITIONS)
+    expected = [fake_runner()(seeds_for("order", s)) for s in (1, 2, 3)]
     assert scores["order"].tolist() == [e.evaluations["test"].accuracy for e in expected]
     orders = loaded.distinct(lambda r: r.seeds.order)
     assert orders == {"init": 1, "order": 3, "dropout": 1, "all": 3}
@@ -69,14 +70,12 @@ def test_an_interrupted_run_loses_nothing_and_resumes_to_the_same_record(tmp_pat
     path = tmp_path / "d.json"
     calls: list[Seeds] = []
     record = decomposition.new(SPEC, [1, 2])
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="interrupted at run 6"):
         decomposition.run(fake_runner(calls, fail_at=6), record, path=path)
     partial = decomposition.load(path)
     assert len(partial.runs) == 5  # saved after every run
     assert partial.complete_seeds() == [1] and not partial.complete
-    assert {c: len(r) for c, r in partial.by_condition().items()} == dict.fromkeys(
-        experiments.CONDITIONS, 1
-    )
+    assert {c: len(r) for c, r in partial.by_condition().items()} == dict.fromkeys(CONDITIONS, 1)
     resumed = decomposition.merge_plan(partial, decomposition.new(SPEC, [1, 2]))
     more: list[Seeds] = []
     decomposition.run(fake_runner(more), resumed, path=path)
@@ -97,21 +96,22 @@ def test_resuming_a_record_made_differently_is_refused():
     with pytest.raises(RecordError, match="settings does not match"):
         decomposition.merge_plan(old, other)
     merged = decomposition.merge_plan(old, decomposition.new(SPEC, [2, 3], ["order"]))
-    assert merged.seeds == [1, 2, 3] and merged.conditions == list(experiments.CONDITIONS)
+    assert merged.seeds == [1, 2, 3] and merged.conditions == list(CONDITIONS)
 
 
 @pytest.mark.parametrize(
-    ("spec", "seeds", "conditions"),
+    ("spec", "seeds", "conditions", "message"),
     [
-        (SPEC, [], experiments.CONDITIONS),
-        (SPEC, [1, 1], experiments.CONDITIONS),
-        (SPEC, [-1], experiments.CONDITIONS),
-        (SPEC, [1], ["batch"]),
-        (SPEC, [1], []),
+        (SPEC, [], CONDITIONS, "seeds must be distinct non-negative ints, at least one"),
+        (SPEC, [1, 1], CONDITIONS, "seeds must be distinct"),
+        (SPEC, [-1], CONDITIONS, "seeds must be distinct non-negative"),
+        (SPEC, [1], ["batch"], "unknown condition 'batch'; choose from init, order"),
+        (SPEC, [1], [], "conditions must be distinct, at least one"),
+        (SPEC, [1], ["init", "init"], "conditions must be distinct"),
     ],
 )
-def test_bad_plans_are_rejected(spec, seeds, conditions):
-    with pytest.raises(ValueError):
+def test_bad_plans_are_rejected(spec, seeds, conditions, message):
+    with pytest.raises(UsageError, match=message):
         decomposition.new(spec, seeds, conditions)
 
 
@@ -129,19 +129,30 @@ def _set_run(key, value):
     ("change", "message"),
     [
         (lambda p: p.__setitem__("format", "reprodl.run-record"), "not a reprodl.decomposition"),
-        (lambda p: p.__setitem__("version", 2), "unsupported version"),
-        (lambda p: p["meta"].pop("settings"), "meta.settings"),
-        (lambda p: p["meta"]["spec"].pop("base"), "meta.spec.base"),
-        (lambda p: p["meta"].__setitem__("seeds", [1, 1]), "distinct"),
-        (lambda p: p["meta"].__setitem__("conditions", ["batch"]), "meta.conditions"),
-        (_set_run("seed", 9), "not planned"),
-        (_set_run("seeds", {"init": 1, "order": 1, "dropout": 5}), "not those of"),
-        (_set_run("correct", 400), "counts"),
-        (_set_run("final_digest", "abc"), "64 hex"),
-        (_set_run("seconds", "slow"), "numbers"),
-        (_set_run("final_loss", "low"), "numbers"),
-        (lambda p: p["runs"][0].pop("final_loss"), "is not a run"),
-        (lambda p: p["runs"].append(p["runs"][0]), "recorded twice"),
+        (lambda p: p.__setitem__("version", 2), "unsupported version 2"),
+        (lambda p: p.__setitem__("version", True), "unsupported version True"),
+        (lambda p: p.pop("runs"), "missing field 'runs'"),
+        (lambda p: p.__setitem__("meta", []), r"field 'meta' has the wrong type \(array;"),
+        (lambda p: p["meta"].pop("settings"), "missing field 'meta.settings'"),
+        (lambda p: p["meta"]["spec"].pop("base"), "missing field 'meta.spec.base'"),
+        (lambda p: p["meta"]["spec"].__setitem__("steps", 5.0), "'meta.spec.steps' has the wrong"),
+        (lambda p: p["meta"].__setitem__("seeds", [1, 1]), "'meta.seeds' must be distinct"),
+        (lambda p: p["meta"].__setitem__("seeds", []), "'meta.seeds' must be distinct"),
+        (lambda p: p["meta"].__setitem__("conditions", ["batch"]), "'meta.conditions' names 'b"),
+        (lambda p: p["meta"].__setitem__("conditions", []), "'meta.conditions' must be a list"),
+        (lambda p: p["meta"].__setitem__("command", "python"), "'meta.command' has the wrong"),
+        (_set_run("seed", 9), r"runs\[0\]: condition 'init' / seed 9 not planned"),
+        (_set_run("seeds", {"init": 1, "order": 1, "dropout": 5}), "not those of init 1"),
+        (_set_run("seeds", {"init": 1, "order": 0}), r"missing field 'runs\[0\]\.seeds\.dropout'"),
+        (_set_run("correct", 400), r"runs\[0\]: correct \(400\) is more than total \(300\)"),
+        (_set_run("correct", -1), r"'runs\[0\]\.correct' must not be negative, got -1"),
+        (_set_run("total", 0), r"'runs\[0\]\.total' must be positive, got 0"),
+        (_set_run("final_digest", "abc"), r"'runs\[0\]\.final_digest' is not 64 hex digits"),
+        (_set_run("seconds", "slow"), r"'runs\[0\]\.seconds' has the wrong type \(string"),
+        (_set_run("final_loss", "low"), r"'runs\[0\]\.final_loss' has the wrong type"),
+        (_set_run("speed", 3), r"unknown field 'runs\[0\]\.speed'"),
+        (lambda p: p["runs"][0].pop("final_loss"), r"missing field 'runs\[0\]\.final_loss'"),
+        (lambda p: p["runs"].append(p["runs"][0]), r"runs\[4\]: init 1 is recorded twice"),
     ],
 )
 def test_corrupt_records_are_named(tmp_path, change, message):
@@ -163,6 +174,26 @@ def test_a_diverged_run_is_recorded_with_a_null_loss(tmp_path):
     record = decomposition.run(diverging, decomposition.new(SPEC, [1], ["all"]))
     path = decomposition.save(record, tmp_path / "nan.json")
     assert decomposition.load(path).runs[0].final_loss is None
+
+
+def test_the_committed_cnn_record_is_valid_and_the_schema_ships_with_the_package():
+    record = decomposition.load(ROOT / "benchmarks" / "results" / "cnn_decomposition.json")
+    assert record.complete and record.meta["spec"]["model"] == "cnn"
+    schema = schemas.load(decomposition.SCHEMA)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["properties"]["format"] == {"const": decomposition.FORMAT}
+
+
+def test_an_integral_float_is_not_an_integer(tmp_path):
+    record = decomposition.run(fake_runner(), decomposition.new(SPEC, [1], ["all"]))
+    payload = decomposition.to_json(record)
+    payload["runs"][0]["correct"] = 250.0  # Python reads 250.0 as a float: not a count
+    path = tmp_path / "float.json"
+    path.write_text(json.dumps(payload))
+    with pytest.raises(
+        RecordError, match=r"'runs\[0\]\.correct' has the wrong type \(number 250\.0;"
+    ):
+        decomposition.load(path)
 
 
 def test_truncated_and_missing_records(tmp_path):
@@ -195,7 +226,7 @@ def test_truncated_and_missing_records(tmp_path):
     ],
 )  # fmt: skip
 def test_decompose_usage_errors(argv, capsys):
-    with pytest.raises(SystemExit) as exc:
+    with pytest.raises(SystemExit, match="^2$") as exc:
         main(argv)
     assert exc.value.code == 2
     assert "usage:" in capsys.readouterr().err
@@ -205,6 +236,7 @@ def decompose(*args: str):
     return run_python("-m", "reprodl", "decompose", "--model", "mlp", *args)
 
 
+@pytest.mark.slow
 def test_decompose_command_records_runs_that_train_reproduces(tmp_path):
     path = tmp_path / "mlp.json"
     args = ("--steps", "20", "--seeds", "1-2", "--dropout", "0.3", "--record", str(path))
@@ -221,7 +253,7 @@ def test_decompose_command_records_runs_that_train_reproduces(tmp_path):
     assert lines[-5].startswith("   init: 95% CI of the std [")
     record = decomposition.load(path)
     assert record.complete and record.meta["command"][3:5] == ["decompose", "--model"]
-    assert record.distinct(lambda r: r.final_digest) == dict.fromkeys(experiments.CONDITIONS, 2)
+    assert record.distinct(lambda r: r.final_digest) == dict.fromkeys(CONDITIONS, 2)
     # the same command elsewhere gives the same lines, bit for bit
     again = decompose(*args[:-1], str(tmp_path / "again.json"))
     assert again.stdout.splitlines()[:-1] == lines[:-1]
@@ -236,6 +268,7 @@ def test_decompose_command_records_runs_that_train_reproduces(tmp_path):
     assert f"({run.correct}/{run.total})" in train.stdout
 
 
+@pytest.mark.slow
 def test_decompose_never_overwrites_and_resumes_only_a_matching_record(tmp_path):
     path = tmp_path / "mlp.json"
     assert decompose("--steps", "5", "--seeds", "1", "--record", str(path)).returncode == 0
@@ -254,6 +287,7 @@ def test_decompose_never_overwrites_and_resumes_only_a_matching_record(tmp_path)
     assert corrupt.returncode == 2 and "not valid JSON" in corrupt.stderr
 
 
+@pytest.mark.slow
 def test_decompose_with_missing_data_exits_1(tmp_path):
     result = decompose(
         "--steps", "5", "--seeds", "1", "--record", str(tmp_path / "r.json"),

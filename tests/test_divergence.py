@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from support import synthetic_digits, synthetic_record
@@ -9,7 +11,7 @@ from support import synthetic_digits, synthetic_record
 import reprodl
 from reprodl import divergence, records, training
 from reprodl.data import Split
-from reprodl.records import RecordError
+from reprodl.errors import RecordError
 
 
 def test_identical_records():
@@ -37,6 +39,76 @@ def test_a_one_ulp_loss_difference_is_found():
     other[9] = np.nextafter(other[9], np.float32(10))
     result = divergence.compare(synthetic_record(losses=losses), synthetic_record(losses=other))
     assert result.first_loss_step == 10
+
+
+LOSSES = np.linspace(2.3, 0.3, 12, dtype=np.float32)
+
+
+def _losses(**changes: float) -> np.ndarray:
+    """LOSSES with ``s7=nan`` style changes (step 7 becomes NaN)."""
+    out = LOSSES.copy()
+    for key, value in changes.items():
+        out[int(key[1:]) - 1] = value
+    return out
+
+
+def _loss_lines(a: np.ndarray, b: np.ndarray) -> list[str]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "invalid value" warning from inf - inf or NaN
+        result = divergence.compare(synthetic_record(losses=a), synthetic_record(losses=b))
+    return [line for line in result.lines() if line.startswith("losses")]
+
+
+def test_equal_nans_are_equal():
+    nans = _losses(s7=np.nan, s8=np.nan, s12=np.inf)
+    result = divergence.compare(synthetic_record(losses=nans), synthetic_record(losses=nans))
+    assert result.identical and not result.loss_differs.any()
+    assert not result.loss_difference.any() and not np.isnan(result.loss_difference).any()
+
+
+def test_a_nan_against_a_number_is_a_difference_without_a_size():
+    a = _losses(s7=np.nan, s8=np.nan, s9=np.nan)
+    result = divergence.compare(synthetic_record(losses=a), synthetic_record(losses=LOSSES))
+    assert result.first_loss_step == 7 and result.first_step == 7 and not result.identical
+    assert result.loss_differs.tolist() == [False] * 6 + [True] * 3 + [False] * 3
+    assert np.isnan(result.loss_difference[6:9]).all() and not result.loss_difference[:6].any()
+    assert _loss_lines(a, LOSSES) == [
+        "losses: first differ at step 7: A nan, B 1.209091, |A-B| undefined (NaN in A only)",
+        "losses: differ at 3 of 12 steps, each with a NaN (no |A-B| to size them); at step 12: 0",
+    ]
+
+
+def test_the_largest_difference_ignores_nans_and_names_them():
+    a = _losses(s3=1.0, s11=np.nan, s12=np.nan)
+    b = _losses(s3=1.5, s12=np.nan)  # step 12: the same NaN on both sides
+    assert _loss_lines(a, b) == [
+        "losses: first differ at step 3: A 1, B 1.5, |A-B| 5e-01",
+        "losses: differ at 2 of 12 steps (1 of them with a NaN); largest |A-B| 5e-01 at step 3; "
+        "at step 12: 0",
+    ]
+    assert _loss_lines(LOSSES, _losses(s12=np.nan))[1].endswith(
+        "at step 12: undefined (NaN in B only)"
+    )
+
+
+def test_nans_with_other_bits_and_infinities():
+    other_nan = np.array([0x7FC00001], dtype=np.uint32).view(np.float32)[0]
+    assert _loss_lines(_losses(s2=np.nan), _losses(s2=other_nan))[0] == (
+        "losses: first differ at step 2: A nan, B nan, |A-B| undefined (NaN in both, with "
+        "different bits)"
+    )
+    assert _loss_lines(_losses(s4=np.inf, s5=-np.inf), _losses(s4=np.inf, s5=np.inf)) == [
+        "losses: first differ at step 5: A -inf, B inf, |A-B| inf",
+        "losses: differ at 1 of 12 steps; largest |A-B| inf at step 5; at step 12: 0",
+    ]
+
+
+def test_nan_losses_compare_the_same_after_a_round_trip_through_files(tmp_path):
+    a = records.save(synthetic_record(losses=_losses(s10=np.nan)), tmp_path / "a.json")
+    b = records.save(synthetic_record(losses=_losses(s10=np.nan)), tmp_path / "b.json")
+    c = records.save(synthetic_record(), tmp_path / "c.json")
+    assert divergence.compare(a, b).identical
+    assert divergence.compare(a, c).first_loss_step == 10
 
 
 def test_first_differing_digest_step_and_variable():

@@ -238,6 +238,7 @@ def test_chapter_follows_the_notebook_conventions(path: Path) -> None:
     assert not code[0].get("outputs"), "the Colab cell prints nothing locally"
 
 
+@pytest.mark.slow
 def test_script_and_notebook_kernel_give_the_same_bits(probe) -> None:
     """The same training from a plain script (a fresh interpreter, no kernel) prints the same
     loss, fingerprint and accuracy as the probe notebook's kernel did."""

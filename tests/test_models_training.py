@@ -97,3 +97,14 @@ def test_dropout_seed_equal_to_seed_does_not_reuse_an_initializer_seed():
     assert not initializer_seeds & set(models.dropout_seeds(7, 3))
     cnn = models.build("cnn", seed=7, dropout_seed=7)
     assert cnn.get_layer("dropout").seed not in initializer_seeds
+
+
+def test_deep_cnn_classic_init_is_the_tutorials():
+    classic = models.deep_cnn(seed=0, init="classic")
+    glorot = models.deep_cnn(seed=0)
+    for name in ("conv_1", "conv_2", "dense_1024", "logits"):
+        kernel = classic.get_layer(name).kernel.numpy()
+        assert np.abs(kernel).max() <= 0.2 and 0.085 < kernel.std() < 0.09  # truncated at 2 std
+        assert np.all(classic.get_layer(name).bias.numpy() == np.float32(0.1))
+        assert not np.any(glorot.get_layer(name).bias.numpy())
+    assert glorot.get_layer("dense_1024").kernel.numpy().std() < 0.025

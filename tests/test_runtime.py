@@ -34,14 +34,17 @@ def plain_seed0() -> str:
     return fingerprint_of(run_python(*TRAIN, "--seed", "0"))
 
 
+@pytest.mark.slow
 def test_same_seed_same_bits_in_two_processes(plain_seed0):
     assert fingerprint_of(run_python(*TRAIN, "--seed", "0")) == plain_seed0
 
 
+@pytest.mark.slow
 def test_other_seed_other_bits(plain_seed0):
     assert fingerprint_of(run_python(*TRAIN, "--seed", "1")) != plain_seed0
 
 
+@pytest.mark.slow
 def test_ambient_thread_and_isa_settings_do_not_change_the_bits(plain_seed0):
     assert fingerprint_of(run_python(*TRAIN, "--seed", "0", env=AMBIENT)) == plain_seed0
 
@@ -55,17 +58,20 @@ main(["train", "--model", "mlp", "--steps", "60", "--seed", "0"])
 """
 
 
+@pytest.mark.slow
 def test_those_settings_would_change_the_bits_without_the_pins(plain_seed0):
     """The control for the test above: the ambient values do matter when not overridden."""
     assert fingerprint_of(run_python("-c", SCRIPT_UNPINNED)) != plain_seed0
 
 
+@pytest.mark.slow
 def test_op_determinism_switch_changes_the_bits(plain_seed0):
     result = run_python(*TRAIN, "--seed", "0", "--no-op-determinism")
     assert "op determinism off" in result.stdout
     assert fingerprint_of(result) != plain_seed0
 
 
+@pytest.mark.slow
 def test_warns_when_hash_seed_unset():
     code = "import reprodl; reprodl.setup(0)"
     result = run_python("-c", code, unset=("PYTHONHASHSEED",))
@@ -75,6 +81,7 @@ def test_warns_when_hash_seed_unset():
     assert "ReproducibilityWarning" not in quiet.stderr
 
 
+@pytest.mark.slow
 def test_warns_when_tensorflow_already_initialised():
     code = (
         "import tensorflow as tf\n"
@@ -87,6 +94,7 @@ def test_warns_when_tensorflow_already_initialised():
     assert "already initialised with 3 intra-op threads, not 1" in result.stderr
 
 
+@pytest.mark.slow
 def test_warns_when_numpy_imported_first():
     result = run_python(
         "-c",

@@ -20,6 +20,10 @@ Exit status: 0 success (compare/bisect: the runs are identical); 1 compare/bisec
 diverge, train/decompose: bad or missing data or checkpoint; 2 usage error, or (compare/bisect/
 replay/decompose) a record that is corrupt, missing or cannot be compared or resumed, or a replay
 that failed; decompose also refuses to overwrite an existing record without --resume.
+
+Only the package's own errors (:class:`reprodl.errors.ReprodlError`) are reported as
+``error: message`` with these statuses; ``--debug`` adds their traceback. Any other exception is
+a bug and propagates with its traceback.
 """
 
 from __future__ import annotations
@@ -27,15 +31,63 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from collections.abc import Sequence
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import reprodl  # noqa: F401  (pins the environment before NumPy / TensorFlow load)
+import reprodl  # (pins the environment before NumPy / TensorFlow load)
 from reprodl.batches import ORDERS
+from reprodl.errors import (
+    CheckpointError,
+    DownloadError,
+    MnistError,
+    ReprodlError,
+    UsageError,
+)
 from reprodl.models import DEFAULTS, MODELS
 from reprodl.training.spec import SCHEDULES
 
 __all__ = ["DEFAULTS", "build_parser", "main"]
+
+#: The top-level help: plain text (the module docstring is reST, for the API reference).
+DESCRIPTION = """\
+Train MNIST models bit-exactly, and compare, bisect and repeat recorded runs: the command line
+of the reprodl book. 'python -m reprodl COMMAND --help' lists the options of a command."""
+EPILOG = """\
+exit status:
+  0  success (compare, bisect: the runs are identical)
+  1  compare, bisect: the runs diverge; crosscheck: the pinned setting differs between CPUs;
+     train, decompose: missing or bad MNIST data or checkpoint
+  2  usage error; a record that is corrupt, missing or cannot be compared or resumed; a failed
+     run or replay
+Errors are printed as one line 'error: ...'; --debug adds the traceback."""
+
+#: Subcommands that work but are not listed in the help (``replay`` is run by ``bisect``).
+HIDDEN = frozenset({"replay"})
+
+#: The errors that exit with status 1 (bad input data), per command; every other
+#: :class:`~reprodl.errors.ReprodlError` exits with status 2.
+DATA_ERRORS: dict[str, tuple[type[ReprodlError], ...]] = {
+    "train": (MnistError, DownloadError, CheckpointError),
+    "decompose": (MnistError, DownloadError),
+}
+
+
+def package_version() -> str:
+    """The installed version of ``reprodl`` (its metadata), else the one in the source tree."""
+    try:
+        return version("reprodl")
+    except PackageNotFoundError:
+        return reprodl.__version__
+
+
+class _Commands(dict):
+    """The subcommands argparse accepts; iterating it (as argparse's "invalid choice: ... (choose
+    from ...)" message does) leaves out the hidden ones."""
+
+    def __iter__(self):
+        return (name for name in super().__iter__() if name not in HIDDEN)
 
 
 def _positive_int(text: str) -> int:
@@ -106,7 +158,7 @@ def _seed_list(text: str) -> list[int]:
 
 
 def _conditions(text: str) -> list[str]:
-    from reprodl.experiments import CONDITIONS
+    from reprodl.seeds import CONDITIONS
 
     names = [c.strip() for c in text.split(",")]
     unknown = [c for c in names if c not in CONDITIONS]
@@ -118,7 +170,16 @@ def _conditions(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m reprodl", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m reprodl",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
+    parser.add_argument(
+        "--debug", action="store_true", help="print the traceback of an error, not only its message"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     tr = sub.add_parser("train", help="train a model deterministically and print its fingerprint")
@@ -219,7 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue an existing record: run only what it lacks (it must match this run)",
     )
 
-    rp = sub.add_parser("replay", help="replay part of a recorded run (used by bisect)")
+    # Hidden: no help= (argparse 3.11 would list help=SUPPRESS as "==SUPPRESS=="), and left out
+    # of the choices that an "invalid choice" error lists (_Commands below).
+    rp = sub.add_parser("replay", description="replay part of a recorded run (used by bisect)")
     rp.add_argument("record", metavar="RECORD")
     rp.add_argument("--start", type=_step, required=True, help="checkpoint step to start from")
     rp.add_argument("--end", type=_positive_int, required=True, help="last step to replay")
@@ -251,6 +314,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     env = sub.add_parser("env", help="print the environment report")
     env.add_argument("--json", action="store_true", help="as JSON")
+    for command in sub.choices.values():  # --debug also after the command
+        command.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
+    sub.choices = _Commands(sub.choices)
     return parser
 
 
@@ -272,7 +340,7 @@ def _train(args: argparse.Namespace, command: list[str]) -> int:
     from reprodl import runtime
 
     runtime.setup(args.seed, op_determinism=not args.no_op_determinism)
-    from reprodl import data, divergence, fingerprint, training
+    from reprodl import data, fingerprint, records, training
     from reprodl.batches import steps_per_epoch
 
     partial = training.RunSpec(
@@ -320,14 +388,14 @@ def _train(args: argparse.Namespace, command: list[str]) -> int:
     if args.resume:
         print(f"resumed from step {record.start_step}")
     if args.record:
-        divergence.save_run(
-            spec,
-            record,
-            args.record,
-            digest_every,
-            args.checkpoint_every or 0,
-            folder,
-            command,
+        records.save_run(
+            spec=spec,
+            result=record,
+            path=args.record,
+            digest_every=digest_every,
+            checkpoint_every=args.checkpoint_every or 0,
+            checkpoint_dir=folder,
+            command=command,
         )
         print(f"record {args.record}")
     print(
@@ -342,16 +410,12 @@ def _decompose(args: argparse.Namespace, command: list[str]) -> int:
     from reprodl import runtime
 
     runtime.setup(args.base)
-    from reprodl import data, decomposition, experiments, training
+    from reprodl import data, decomposition, experiments, seeds, stats, training
     from reprodl.batches import steps_per_epoch
 
     path = Path(args.record)
     if path.exists() and not args.resume:
-        print(
-            f"error: {path} exists: add --resume to continue it, or name a new file",
-            file=sys.stderr,
-        )
-        return 2
+        raise UsageError(f"{path} exists: add --resume to continue it, or name a new file")
     mnist = data.load_mnist(args.data)
     run_spec = training.RunSpec(
         model=args.model,
@@ -373,13 +437,13 @@ def _decompose(args: argparse.Namespace, command: list[str]) -> int:
         "dropout": args.dropout,
         "base": args.base,
     }
-    conditions = args.conditions or list(experiments.CONDITIONS)
+    conditions = args.conditions or list(seeds.CONDITIONS)
     record = decomposition.new(spec, args.seeds, conditions, command=command)
     if path.exists():
         record = decomposition.merge_plan(decomposition.load(path), record)
         print(f"resuming {path}: {len(record.runs)} runs recorded")
     kwargs = {} if args.dropout is None else {"dropout": args.dropout}
-    runner = experiments.SeedRunner(
+    runner = training.SeedRunner(
         args.model,
         mnist.train,
         {"test": mnist.test},
@@ -413,7 +477,7 @@ def _decompose(args: argparse.Namespace, command: list[str]) -> int:
     for line in experiments.spread_table(groups, distinct_results=finals):
         print(line)
     if len(record.complete_seeds()) > 1:
-        for line in experiments.std_interval_lines(groups):
+        for line in stats.std_interval_lines(groups):
             print(line)
     print(f"record {path}")
     print(f"{len(record.runs)} runs took {record.seconds() / 60:.1f} min", file=sys.stderr)
@@ -446,7 +510,7 @@ def _replay(args: argparse.Namespace) -> int:
     runtime.setup(spec.seed, op_determinism=spec.op_determinism)
     training.apply_process_settings(spec)
     rep = divergence.replay(rec, args.start, args.end)
-    divergence._save_replay(rep, args.out)
+    divergence.save_replay(rep, args.out)
     return 0
 
 
@@ -462,17 +526,13 @@ def _crosscheck(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
         names = args.cases.split(",") if args.cases else list(cc.CASES)
         unknown = [n for n in names if n not in cc.CASES]
         if unknown:
-            raise ValueError(f"unknown case {unknown[0]!r}; choose from {', '.join(cc.CASES)}")
-    except ValueError as exc:
+            raise UsageError(f"unknown case {unknown[0]!r}; choose from {', '.join(cc.CASES)}")
+    except UsageError as exc:
         parser.error(str(exc))
     cases = [cc.CASES[n] for n in names]
     models = [m for m in args.emulate.split(",") if m]
     if models and cc.qemu_path() is None:
-        print(
-            "error: --emulate needs qemu-x86_64 (Debian: apt-get install qemu-user)",
-            file=sys.stderr,
-        )
-        return 2
+        raise UsageError("--emulate needs qemu-x86_64 (Debian: apt-get install qemu-user)")
     if args.no_native and not models and not args.against:
         parser.error("nothing to do: --no-native without --emulate or --against")
     new: list[dict] = []
@@ -531,48 +591,40 @@ def _env(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the exit status (see the module docstring)."""
-    parser = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
-    from reprodl.data import DownloadError, MnistError
-    from reprodl.errors import CheckpointError
-    from reprodl.records import RecordError
-
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]) -> int:
+    """Run the command ``args`` names; return its exit status."""
+    command = ["python", "-m", "reprodl", *argv]
     if args.command == "train":
         _check_train_args(parser, args)
-        try:
-            return _train(args, ["python", "-m", "reprodl", *argv])
-        except (MnistError, DownloadError, FileNotFoundError, CheckpointError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        except ValueError as exc:  # e.g. --resume from a step at or after --steps
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-    if args.command == "env":
-        return _env(args)
-    if args.command == "crosscheck":
-        from reprodl.crosscheck import CrossCheckError
-
-        try:
-            return _crosscheck(parser, args)
-        except CrossCheckError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        return _train(args, command)
     if args.command == "decompose":
         if args.model == "softmax" and args.dropout is not None:
             parser.error("the softmax model has no dropout layer")
-        try:
-            return _decompose(args, ["python", "-m", "reprodl", *argv])
-        except (MnistError, DownloadError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        except (RecordError, ValueError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        return _decompose(args, command)
+    if args.command == "crosscheck":
+        return _crosscheck(parser, args)
+    runners = {"compare": _compare, "bisect": _bisect, "replay": _replay, "env": _env}
+    return runners[args.command](args)
+
+
+def exit_status(command: str, exc: ReprodlError) -> int:
+    """The exit status of ``command`` failing with ``exc``: 1 for bad input data, else 2."""
+    return 1 if isinstance(exc, DATA_ERRORS.get(command, ())) else 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (see the module docstring).
+
+    A :class:`~reprodl.errors.ReprodlError` is printed as ``error: message`` (with its traceback
+    under ``--debug``); any other exception is a bug and propagates.
+    """
+    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
     try:
-        return {"compare": _compare, "bisect": _bisect, "replay": _replay}[args.command](args)
-    except (RecordError, CheckpointError, RuntimeError, ValueError) as exc:
+        return _run(parser, args, argv)
+    except ReprodlError as exc:
+        if args.debug:
+            traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exit_status(args.command, exc)

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reprodl import cpu, records, runtime
-from reprodl.errors import CrossCheckError
+from reprodl import _io, cpu, runtime, schemas
+from reprodl.errors import CrossCheckError, UsageError
 
 FORMAT = "reprodl.crosscheck"
 VERSION = 1
@@ -51,7 +51,7 @@ class Setting:
     def parse(cls, name: str) -> Setting:
         m = re.fullmatch(r"opts([01])-([A-Z0-9_]+)-t(\d+)", name)
         if not m:
-            raise ValueError(f"not a setting name: {name!r} (like opts1-AVX2-t2)")
+            raise UsageError(f"not a setting name: {name!r} (like opts1-AVX2-t2)")
         return cls(m.group(1), m.group(2), int(m.group(3)))
 
 
@@ -203,7 +203,7 @@ def run_battery(
             for row in rows:
                 progress(cpu_info, row)
     host = cpu.describe()
-    versions = {"python": sys.version.split()[0], **installed_versions()}
+    versions = {"python": sys.version.split()[0], **runtime.installed_versions()}
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -219,51 +219,11 @@ def run_battery(
     }  # fmt: skip
 
 
-def installed_versions() -> dict[str, str]:
-    """The installed NumPy, TensorFlow and Keras versions, without importing TensorFlow."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for name in ("numpy", "tensorflow", "keras"):
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = "not installed"
-    return found
-
-
 # --- records ---------------------------------------------------------------------------------
 
-_RESULT_SCHEMA = {
-    "type": "object",
-    "required": ["setting", "case", "loss", "fingerprint", "logits"],
-    "properties": {
-        "setting": {"type": "string", "pattern": r"^opts[01]-[A-Z0-9_]+-t\d+$"},
-        "case": {"type": "string"},
-        "loss": {"type": "string"},
-        "fingerprint": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-        "logits": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-        "seconds": {"type": "number"},
-    },
-}
-
-#: The structure of a crosscheck record (meaning is checked in code).
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["format", "version", "cpu", "emulated", "versions", "pinned", "results"],
-    "properties": {
-        "format": {"const": FORMAT},
-        "version": {"const": VERSION},
-        "cpu": {
-            "type": "object",
-            "required": ["vendor", "model_name", "family", "model", "flags", "l2"],
-        },
-        "emulated": {"type": ["string", "null"]},
-        "versions": {"type": "object"},
-        "pinned": {"type": "string"},
-        "results": {"type": "array", "items": _RESULT_SCHEMA},
-    },
-}
+#: The structure of a crosscheck record (meaning is checked in code), shipped with the package as
+#: ``reprodl/schemas/crosscheck.schema.json``.
+SCHEMA: dict[str, Any] = schemas.load("crosscheck")
 
 
 def label(record: Mapping[str, Any]) -> str:
@@ -324,10 +284,7 @@ def merge(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
 
 def load(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and validate one record; :class:`CrossCheckError` for a corrupt or foreign file."""
-    try:
-        record = records.read_json(path)
-    except (OSError, ValueError) as exc:
-        raise CrossCheckError(f"{path}: {exc}") from None
+    record = _io.read_json(path, error=CrossCheckError)
     try:
         validate(record)
     except CrossCheckError as exc:

@@ -62,7 +62,11 @@ _IDX_DTYPES = {0x08: np.uint8}
 
 @dataclass(frozen=True)
 class Split:
-    """Images as uint8 ``(n, 28, 28)`` and labels as int64 ``(n,)``."""
+    """Images as uint8 ``(n, 28, 28)`` and labels as int64 ``(n,)``.
+
+    The splits :func:`load_mnist` returns are read-only views of one process-wide copy: writing
+    into them raises ``ValueError``; take ``.copy()`` to change an array.
+    """
 
     images: np.ndarray
     labels: np.ndarray
@@ -183,12 +187,12 @@ def download(
 def _from_folder(folder: Path) -> dict[str, bytes]:
     """Read and verify all four files from an explicit folder; never modifies it."""
     if not folder.is_dir():
-        raise FileNotFoundError(f"MNIST folder {folder} does not exist")
+        raise MnistError(f"MNIST folder {folder} does not exist")
     contents = {}
     for name in FILES:
         path = _find_in(folder, name)
         if path is None:
-            raise FileNotFoundError(f"{folder}: missing {name}.gz (or uncompressed {name})")
+            raise MnistError(f"{folder}: missing {name}.gz (or uncompressed {name})")
         contents[name] = _load_verified(path, name)
     return contents
 
@@ -208,12 +212,21 @@ def _from_cache(folder: Path, mirrors: Sequence[str]) -> dict[str, bytes]:
     return contents
 
 
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """A read-only view of ``array``, itself made read-only, so that the view cannot be made
+    writable again (NumPy refuses ``writeable = True`` on a view of a read-only base)."""
+    array.flags.writeable = False
+    return array.view()
+
+
 def _split(contents: dict[str, bytes], source: str) -> Mnist:
+    """The four arrays, read-only (every split is a view of them, and they are cached)."""
     arrays = {name: parse_idx(content, name) for name, content in contents.items()}
-    train_images = arrays["train-images-idx3-ubyte"]
-    train_labels = arrays["train-labels-idx1-ubyte"].astype(np.int64)
+    train_images = _read_only(arrays["train-images-idx3-ubyte"])
+    train_labels = _read_only(arrays["train-labels-idx1-ubyte"].astype(np.int64))
     test = Split(
-        arrays["t10k-images-idx3-ubyte"], arrays["t10k-labels-idx1-ubyte"].astype(np.int64)
+        _read_only(arrays["t10k-images-idx3-ubyte"]),
+        _read_only(arrays["t10k-labels-idx1-ubyte"].astype(np.int64)),
     )
     v = VALIDATION_SIZE
     return Mnist(
@@ -239,8 +252,8 @@ def load_mnist(
 ) -> Mnist:
     """Load verified MNIST: ``data_dir``, else ``$REPRODL_DATA``, else the cache, else download.
 
-    Raises :class:`FileNotFoundError` for a missing folder or file, :class:`MnistError` for a
-    corrupt one, :class:`DownloadError` when nothing can be fetched. Arrays are read-only.
+    Raises :class:`MnistError` for a missing folder or file or a corrupt one,
+    :class:`DownloadError` when nothing can be fetched. Arrays are read-only.
     """
     explicit = data_dir if data_dir is not None else os.environ.get(DATA_ENV) or None
     if explicit is not None:

@@ -1,7 +1,7 @@
 """A recorded variance decomposition: many runs, one source of randomness varied at a time.
 
 ``python -m reprodl decompose`` trains one model many times under the conditions of
-:func:`reprodl.experiments.seeds_for` (vary only ``init``, only ``order``, only ``dropout``, or
+:func:`reprodl.seeds.seeds_for` (vary only ``init``, only ``order``, only ``dropout``, or
 ``all``) and writes every run to a JSON record after each run, so a run of an hour loses nothing
 when it is interrupted and ``--resume`` continues it. Runs go seed by seed (all conditions of
 seed 1, then of seed 2 ...), so a record cut short still has the same seeds in every condition.
@@ -19,7 +19,7 @@ Format ``reprodl.decomposition``, version 1 (a JSON object)::
         "seeds": [1, 2, ...],          # the planned seeds (runs may still be missing)
         "command": [...] | null,       # the command line of the first start
         "settings": {...},             # reprodl.runtime.pinned_settings()
-        "versions": {...},             # reprodl.records.versions()
+        "versions": {...},             # reprodl.runtime.versions()
         "cpu": {"model": "...", "flags": [...], "logical_cpus": 2}
       },
       "runs": [{"condition": "init", "seed": 1,
@@ -31,8 +31,11 @@ Format ``reprodl.decomposition``, version 1 (a JSON object)::
                 "seconds": 98.7}, ...]
     }
 
-:func:`load` checks every field and raises :class:`reprodl.records.RecordError` for anything
-else. Needs NumPy only, except :func:`run`.
+:func:`load` checks the structure against the JSON Schema shipped with the package
+(``reprodl/schemas/decomposition.schema.json``) and the meaning in code (known conditions, planned
+runs, each run's seeds those of its condition and seed, ``correct <= total``, no run twice), and
+raises :class:`reprodl.errors.RecordError` naming the file and the field. Needs NumPy only, except
+:func:`run`.
 """
 
 from __future__ import annotations
@@ -40,23 +43,25 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
-from reprodl.experiments import CONDITIONS, Seeds, run_in_condition, seeds_for
-from reprodl.records import RecordError, _fail, _is_int, read_json
+from reprodl import _io, schemas
+from reprodl.errors import RecordError, UsageError
+from reprodl.experiments import run_in_condition
+from reprodl.seeds import CONDITIONS, Seeds, seeds_for
 
 FORMAT = "reprodl.decomposition"
 VERSION = 1
 #: What a resumed record must share with the process that continues it.
 _MUST_MATCH = ("spec", "settings", "versions", "cpu")
-_HEX64 = re.compile(r"[0-9a-f]{64}")
+#: The name of the record's JSON Schema in :mod:`reprodl.schemas`.
+SCHEMA = "decomposition"
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,7 @@ class RecordedRun:
         return self.correct / self.total
 
     def to_json(self) -> dict[str, Any]:
+        """The run as a JSON object (its seeds as a nested object), as the record stores it."""
         return asdict(self)  # the Seeds too, as a nested dict
 
 
@@ -143,23 +149,26 @@ def new(
     *,
     command: Sequence[str] | None = None,
 ) -> Decomposition:
-    """An empty record for the runs of ``spec`` (and this process's settings and machine)."""
-    from reprodl import records, runtime
+    """An empty record for the runs of ``spec`` (and this process's settings and machine).
+
+    Raises :class:`UsageError` for an unknown or repeated condition or a bad list of seeds.
+    """
+    from reprodl import runtime
 
     unknown = [c for c in conditions if c not in CONDITIONS]
     if unknown:
-        raise ValueError(f"unknown condition {unknown[0]!r}; choose from {', '.join(CONDITIONS)}")
+        raise UsageError(f"unknown condition {unknown[0]!r}; choose from {', '.join(CONDITIONS)}")
     if not seeds or len(set(seeds)) != len(seeds) or any(s < 0 for s in seeds):
-        raise ValueError("seeds must be distinct non-negative ints, at least one")
+        raise UsageError("seeds must be distinct non-negative ints, at least one")
     if len(set(conditions)) != len(conditions) or not conditions:
-        raise ValueError("conditions must be distinct, at least one")
+        raise UsageError("conditions must be distinct, at least one")
     meta = {
         "spec": dict(spec),
         "conditions": list(conditions),
         "seeds": [int(s) for s in seeds],
         "command": None if command is None else list(command),
         "settings": runtime.pinned_settings(),
-        "versions": records.versions(),
+        "versions": runtime.versions(),
         "cpu": {
             "model": runtime.cpu_model(),
             "flags": runtime.cpu_flags(),
@@ -194,7 +203,9 @@ def run(
     path: str | os.PathLike[str] | None = None,
     on_run: Callable[[RecordedRun], None] | None = None,
 ) -> Decomposition:
-    """Do every planned run that ``record`` lacks with ``runner`` (an experiments.SeedRunner).
+    """Do every planned run that ``record`` lacks with ``runner``.
+
+    ``runner`` is typically a :class:`reprodl.training.SeedRunner`.
 
     Each run goes through :func:`reprodl.experiments.run_in_condition`, as in
     :func:`reprodl.experiments.decompose`. With ``path`` the record is saved (atomically) after
@@ -231,6 +242,7 @@ def _finite_or_none(x: float) -> float | None:
 
 
 def to_json(record: Decomposition) -> dict[str, Any]:
+    """The JSON object of ``record`` (the file format)."""
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -241,72 +253,47 @@ def to_json(record: Decomposition) -> dict[str, Any]:
 
 def save(record: Decomposition, path: str | os.PathLike[str]) -> Path:
     """Validate ``record`` and write it to ``path`` atomically; returns the path."""
-    from reprodl._io import atomic_write
-
     payload = to_json(record)
-    _validate(json.loads(json.dumps(payload)), str(path))
-    text = json.dumps(payload, indent=1) + "\n"
-    path = Path(path)
-    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
-    return path
+    from_json(json.loads(json.dumps(payload)), str(path))  # never write what load() rejects
+    return _io.write_json(path, payload)
 
 
 def load(path: str | os.PathLike[str]) -> Decomposition:
     """Read and check a decomposition record; :class:`RecordError` names what is wrong."""
-    return _validate(read_json(path), str(path))
+    return from_json(_io.read_json(path, error=RecordError), str(path))
 
 
-def _validate(payload: Any, where: str) -> Decomposition:
+def from_json(payload: Any, where: str = "<memory>") -> Decomposition:
+    """Check a parsed record (structure against the schema, then meaning) and return it as a
+    :class:`Decomposition`; :class:`RecordError` says ``WHERE: what is wrong``."""
+
+    def fail(problem: str) -> NoReturn:
+        raise RecordError(f"{where}: {problem}")
+
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        _fail(where, f"not a {FORMAT} record")
-    if payload.get("version") != VERSION:
-        _fail(where, f"unsupported version {payload.get('version')!r} (this reads {VERSION})")
-    meta, runs = payload.get("meta"), payload.get("runs")
-    if not isinstance(meta, dict) or not isinstance(runs, list):
-        _fail(where, "'meta' must be an object and 'runs' a list")
-    for key, kind in (
-        ("spec", dict),
-        ("conditions", list),
-        ("seeds", list),
-        ("settings", dict),
-        ("versions", dict),
-        ("cpu", dict),
-    ):
-        if not isinstance(meta.get(key), kind):
-            _fail(where, f"meta.{key} is missing or not a {kind.__name__}")
-    if not (meta.get("command") is None or isinstance(meta["command"], list)):
-        _fail(where, "meta.command must be a list or null")
-    spec = meta["spec"]
-    for key in ("model", "steps", "batch_size", "base"):
-        if key not in spec:
-            _fail(where, f"meta.spec.{key} is missing")
-    conditions, seeds = meta["conditions"], meta["seeds"]
-    if not conditions or any(c not in CONDITIONS for c in conditions):
-        _fail(where, f"meta.conditions must name some of {', '.join(CONDITIONS)}")
-    if not seeds or not all(_is_int(s) and s >= 0 for s in seeds) or len(set(seeds)) < len(seeds):
-        _fail(where, "meta.seeds must be distinct non-negative integers")
+        fail(f"not a {FORMAT} record")
+    if payload.get("version") != VERSION or isinstance(payload.get("version"), bool):
+        fail(f"unsupported version {payload.get('version')!r} (this reads {VERSION})")
+    schemas.check(payload, SCHEMA, where)
+    meta = payload["meta"]
+    unknown = [c for c in meta["conditions"] if c not in CONDITIONS]
+    if unknown:
+        fail(
+            f"field 'meta.conditions' names {unknown[0]!r}; the conditions are "
+            f"{', '.join(CONDITIONS)}"
+        )
     record = Decomposition(meta=meta)
-    for i, r in enumerate(runs):
+    base = meta["spec"]["base"]
+    for i, r in enumerate(payload["runs"]):
         at = f"runs[{i}]"
-        try:
-            run = RecordedRun(**{**r, "seeds": Seeds(**r["seeds"])})
-        except (TypeError, KeyError) as exc:
-            _fail(where, f"{at} is not a run ({exc})")
-        if run.condition not in conditions or run.seed not in seeds:
-            _fail(where, f"{at}: condition {run.condition!r} / seed {run.seed!r} not planned")
-        if run.seeds != seeds_for(run.condition, run.seed, int(spec["base"])):
-            _fail(where, f"{at}: its seeds are not those of {run.condition} {run.seed}")
-        if not (_is_int(run.correct) and _is_int(run.total) and 0 <= run.correct <= run.total):
-            _fail(where, f"{at}: correct and total must be counts, correct <= total")
-        numbers = [run.seconds] + ([] if run.final_loss is None else [run.final_loss])
-        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in numbers):
-            _fail(where, f"{at}: final_loss and seconds must be numbers (final_loss may be null)")
-        if not all(
-            isinstance(d, str) and _HEX64.fullmatch(d)
-            for d in (run.initial_digest, run.final_digest)
-        ):
-            _fail(where, f"{at}: digests must be 64 hex digits")
+        run = RecordedRun(**{**r, "seeds": Seeds(**r["seeds"])})
+        if run.condition not in record.conditions or run.seed not in record.seeds:
+            fail(f"{at}: condition {run.condition!r} / seed {run.seed!r} not planned")
+        if run.seeds != seeds_for(run.condition, run.seed, base):
+            fail(f"{at}: its seeds are not those of {run.condition} {run.seed}")
+        if run.correct > run.total:
+            fail(f"{at}: correct ({run.correct}) is more than total ({run.total})")
         if record.find(run.condition, run.seed):
-            _fail(where, f"{at}: {run.condition} {run.seed} is recorded twice")
+            fail(f"{at}: {run.condition} {run.seed} is recorded twice")
         record.runs.append(run)
     return record

@@ -6,6 +6,8 @@ first difference shows. This module does it from two run records (:mod:`reprodl.
 - :func:`compare` reads the per-step losses and the per-variable digests and reports the first step
   whose loss differs (bit for bit), the last recorded step where every variable still agrees, the
   first one where some do not, which variable comes first, and the loss difference at every step.
+  Losses compare by their bits: two NaNs with the same bits are equal, a NaN against a number is a
+  difference whose size is undefined (NaN), and the report says which side is NaN.
 - :func:`bisect` narrows a coarse answer down to one step. It restarts both runs from their last
   agreeing checkpoint, replays only the interval up to the first disagreeing digest, compares the
   full state after every step, and reports the first differing step and variable with the largest
@@ -30,12 +32,17 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from reprodl import fingerprint, records
-from reprodl.records import RecordError, RunRecord
+from reprodl.errors import RecordError, SubprocessError
+from reprodl.records import RunRecord
+
+if TYPE_CHECKING:
+    from reprodl.data import Split
+    from reprodl.training import Checkpoint, RunSpec
 
 #: How many variable names a report lists before it says "...".
 LIST_LIMIT = 6
@@ -83,7 +90,7 @@ class Comparison:
     b: RunRecord
     meta_differences: list[tuple[str, Any, Any]]
     loss_differs: np.ndarray  # bool per step: the float32 bits differ
-    loss_difference: np.ndarray  # |A - B| per step, float64 (0 where equal)
+    loss_difference: np.ndarray  # |A - B| per step, float64: 0 where equal, NaN against a NaN
     first_loss_step: int | None
     digest_steps: list[int]
     first_digest_step: int | None  # first recorded step where some variable's digest differs
@@ -92,6 +99,7 @@ class Comparison:
 
     @property
     def identical(self) -> bool:
+        """Every loss and every recorded digest agree, bit for bit."""
         return self.first_loss_step is None and self.first_digest_step is None
 
     @property
@@ -102,7 +110,18 @@ class Comparison:
 
     @property
     def first_variable(self) -> str | None:
+        """The first variable, in the model's order, that differs at :attr:`first_digest_step`."""
         return self.differing_variables[0] if self.differing_variables else None
+
+    def loss_gap(self, step: int) -> str:
+        """``|A-B|`` of the losses of ``step`` as report text; says which side is NaN if one is."""
+        d = self.loss_difference[step - 1]
+        if not np.isnan(d):
+            return _fmt_diff(d)
+        nan_a, nan_b = np.isnan(self.a.losses[step - 1]), np.isnan(self.b.losses[step - 1])
+        if nan_a and nan_b:
+            return "undefined (NaN in both, with different bits)"
+        return f"undefined (NaN in {'A' if nan_a else 'B'} only)"
 
     def lines(self) -> list[str]:
         """The report: plain lines, the same every time for the same two records."""
@@ -112,7 +131,7 @@ class Comparison:
             f"A: {a.name}",
             f"B: {b.name}",
             f"model {m['model']}, {a.steps} steps; state digests at steps "
-            f"{records._steps_text(self.digest_steps)}",
+            f"{records.steps_text(self.digest_steps)}",
         ]
         if self.meta_differences:
             out.append("meta differences (A | B):")
@@ -125,16 +144,21 @@ class Comparison:
         else:
             s = self.first_loss_step
             d = self.loss_difference
-            worst = int(np.nanargmax(np.where(np.isnan(d), -1.0, d))) + 1
             out.append(
                 f"losses: first differ at step {s}: A {_fmt(a.losses[s - 1])}, "
-                f"B {_fmt(b.losses[s - 1])}, |A-B| {_fmt_diff(d[s - 1])}"
+                f"B {_fmt(b.losses[s - 1])}, |A-B| {self.loss_gap(s)}"
             )
-            out.append(
-                f"losses: differ at {int(self.loss_differs.sum())} of {a.steps} steps; largest "
-                f"|A-B| {_fmt_diff(d[worst - 1])} at step {worst}; "
-                f"at step {a.steps}: {_fmt_diff(d[-1])}"
-            )
+            count = f"differ at {int(self.loss_differs.sum())} of {a.steps} steps"
+            with_nan = self.loss_differs & np.isnan(d)
+            sized = self.loss_differs & ~with_nan
+            if not sized.any():
+                size = ", each with a NaN (no |A-B| to size them)"
+            else:
+                worst = int(np.argmax(np.where(sized, d, -1.0))) + 1
+                size = f"; largest |A-B| {_fmt_diff(d[worst - 1])} at step {worst}"
+                if with_nan.any():
+                    size = f" ({int(with_nan.sum())} of them with a NaN){size}"
+            out.append(f"losses: {count}{size}; at step {a.steps}: {self.loss_gap(a.steps)}")
         if self.first_digest_step is None:
             out.append("weights: identical at every recorded step")
         else:
@@ -169,8 +193,11 @@ class Comparison:
         return "\n".join(self.lines())
 
 
-def compare(a: RunRecord | str | os.PathLike[str], b: RunRecord | str | os.PathLike[str]):
-    """Compare two run records (objects or files); :class:`RecordError` if they cannot be."""
+def compare(
+    a: RunRecord | str | os.PathLike[str], b: RunRecord | str | os.PathLike[str]
+) -> Comparison:
+    """Compare two run records (objects or files) step by step, bit for bit;
+    :class:`RecordError` if they cannot be compared."""
     a = a if isinstance(a, RunRecord) else records.load(a)
     b = b if isinstance(b, RunRecord) else records.load(b)
     records.check_comparable(a, b)
@@ -179,8 +206,9 @@ def compare(a: RunRecord | str | os.PathLike[str], b: RunRecord | str | os.PathL
     meta_diff = [(k, fa.get(k), fb.get(k)) for k in keys if fa.get(k) != fb.get(k)]
     la, lb = a.losses.astype(np.float32), b.losses.astype(np.float32)
     differs = la.view(np.uint32) != lb.view(np.uint32)
-    diff = np.abs(la.astype(np.float64) - lb.astype(np.float64))
-    diff[~differs] = 0.0
+    with np.errstate(invalid="ignore"):  # inf - inf; those steps have equal bits
+        diff = np.abs(la.astype(np.float64) - lb.astype(np.float64))
+    diff[~differs] = 0.0  # equal bits (two identical NaNs too) are no difference
     first_loss = int(np.argmax(differs)) + 1 if differs.any() else None
     steps = sorted(a.digests)
     first_digest = last_agree = None
@@ -209,10 +237,10 @@ def compare(a: RunRecord | str | os.PathLike[str], b: RunRecord | str | os.PathL
 
 
 def record(
-    spec,
+    spec: RunSpec,
     path: str | os.PathLike[str],
     *,
-    data=None,
+    data: Split | None = None,
     digest_every: int = 0,
     checkpoint_every: int = 0,
     checkpoint_dir: str | os.PathLike[str] | None = None,
@@ -239,20 +267,15 @@ def record(
         checkpoint_every=checkpoint_every,
         checkpoint_dir=folder if checkpoint_every else None,
     )
-    return save_run(spec, trec, path, digest_every, checkpoint_every, folder, command)
-
-
-def save_run(spec, trec, path, digest_every, checkpoint_every, folder, command=None) -> RunRecord:
-    """Turn a finished run into a record file (used by :func:`record` and the command line)."""
-    path = Path(path)
-    ckpt = None
-    if checkpoint_every:
-        ckpt = {"dir": os.path.relpath(folder, path.parent), "every": checkpoint_every}
-    rec = records.from_training(
-        spec.to_dict(), trec, command=command, digest_every=digest_every, checkpoints=ckpt
+    return records.save_run(
+        spec=spec,
+        result=trec,
+        path=path,
+        digest_every=digest_every,
+        checkpoint_every=checkpoint_every,
+        checkpoint_dir=folder,
+        command=command,
     )
-    records.save(rec, path)
-    return rec
 
 
 # --- replaying an interval -------------------------------------------------------------------
@@ -270,6 +293,7 @@ class Replay:
     where: str = "in this process"
 
     def state_digests(self, j: int) -> dict[str, str]:
+        """The digest of each variable after step ``start + j``."""
         return {
             n: fingerprint.array_digest(a) for n, a in zip(self.names, self.states[j], strict=True)
         }
@@ -286,7 +310,7 @@ def _global_random_state_kept() -> Iterator[None]:
         random.setstate(py_state)
 
 
-def replay(rec: RunRecord, start: int, end: int, *, data=None) -> Replay:
+def replay(rec: RunRecord, start: int, end: int, *, data: Split | None = None) -> Replay:
     """Replay steps ``start + 1 .. end`` of ``rec`` in this process from its checkpoint at
     ``start``, keeping the full state after every step. The process must have the run's
     process-global settings (:func:`reprodl.training.apply_process_settings` sets them if it can).
@@ -321,7 +345,9 @@ def replay(rec: RunRecord, start: int, end: int, *, data=None) -> Replay:
     return Replay(start, end, trec.losses, list(ckpt.model), states)
 
 
-def _save_replay(rep: Replay, path: str | os.PathLike[str]) -> None:
+def save_replay(rep: Replay, path: str | os.PathLike[str]) -> None:
+    """Write ``rep`` to ``path`` as ``.npz`` (no pickle), atomically: what ``python -m reprodl
+    replay`` hands back to :func:`replay_in_subprocess`."""
     from reprodl._io import atomic_write
 
     arrays = {
@@ -355,14 +381,14 @@ def replay_in_subprocess(rec: RunRecord, start: int, end: int, reason: str = "")
             [sys.executable, *argv, "--out", str(out)], capture_output=True, text=True
         )
         if proc.returncode != 0:
-            raise RuntimeError(
+            raise SubprocessError(
                 f"replaying {rec.name} failed (exit status {proc.returncode}):\n{proc.stderr}"
             )
         where = "in a process of its own" + (f" (it needs {reason})" if reason else "")
         return _load_replay(out, where)
 
 
-def _checkpoint(rec: RunRecord, step: int):
+def _checkpoint(rec: RunRecord, step: int) -> Checkpoint:
     """The checkpoint of ``rec`` at ``step``, checked against the record's digests there."""
     from reprodl import training
 
@@ -407,12 +433,13 @@ class Bisection:
     first_step: int | None = None  # first step whose state (after the step) differs
     first_variable: str | None = None
     first_differs: dict[str, int | None] = field(default_factory=dict)
-    #: For float variables: max |A - B| after each step ``start..end`` (index 0 is ``start``).
+    #: For float variables: max ``|A - B|`` after each step ``start..end`` (index 0 is ``start``).
     weight_differences: dict[str, np.ndarray] = field(default_factory=dict)
     first_loss_step: int | None = None
 
     @property
     def diverged(self) -> bool:
+        """The two records differ (else there was nothing to bisect)."""
         return not self.comparison.identical
 
     def lines(self) -> list[str]:
@@ -473,7 +500,7 @@ def bisect(
     b: RunRecord | str | os.PathLike[str],
     *,
     isolate: bool | None = None,
-    data=None,
+    data: Split | None = None,
 ) -> Bisection:
     """Find the first step (and variable) where two recorded runs differ, replaying from their
     last agreeing checkpoint with per-step comparison of the full state.

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from reprodl.errors import UsageError
+from reprodl.seeds import dropout_seeds, layer_seeds
 
 MODELS = ("softmax", "mlp", "cnn")
 
@@ -33,22 +32,6 @@ DEFAULTS: dict[str, ModelDefaults] = {
     "mlp": ModelDefaults("adam", 1e-3, 100, "constant"),
     "cnn": ModelDefaults("adam", 2e-3, 100, "cosine"),
 }
-
-
-def layer_seeds(seed: int, count: int) -> list[int]:
-    """``count`` independent seeds derived from one, so no two layers share a random stream."""
-    return [int(s) for s in np.random.SeedSequence(seed).generate_state(count) % (2**31 - 1)]
-
-
-def dropout_seeds(dropout_seed: int, count: int) -> list[int]:
-    """Seeds for ``count`` dropout layers, from a stream of their own (key 1 of ``dropout_seed``).
-
-    Keras draws stateless random numbers: a ``Dropout(seed=s)`` mask and a
-    ``GlorotUniform(seed=s)`` matrix use the same numbers. A separate key keeps
-    ``dropout_seed == seed`` from reusing an initializer's seed.
-    """
-    state = np.random.SeedSequence([dropout_seed, 1]).generate_state(count)
-    return [int(s) for s in state % (2**31 - 1)]
 
 
 def softmax_regression(seed: int = 0):
@@ -133,37 +116,22 @@ def deep_cnn(
 
     drop_seed = seeds[4] if dropout_seed is None else dropout_seeds(dropout_seed, 1)[0]
 
-    def conv(filters: int, i: int, name: str):
-        return keras.layers.Conv2D(
-            filters,
-            5,
-            padding="same",
-            activation="relu",
-            kernel_initializer=weights(i),
-            bias_initializer=bias,
-            name=name,
-        )
+    def seeded(i: int) -> dict:
+        return {"kernel_initializer": weights(i), "bias_initializer": bias}
 
+    layers = keras.layers
     return keras.Sequential(
         [
             keras.Input((28, 28)),
-            keras.layers.Reshape((28, 28, 1), name="image"),
-            conv(32, 0, "conv_1"),
-            keras.layers.MaxPooling2D(2, name="pool_1"),
-            conv(64, 1, "conv_2"),
-            keras.layers.MaxPooling2D(2, name="pool_2"),
-            keras.layers.Flatten(name="flatten"),
-            keras.layers.Dense(
-                1024,
-                activation="relu",
-                kernel_initializer=weights(2),
-                bias_initializer=bias,
-                name="dense_1024",
-            ),
-            keras.layers.Dropout(dropout, seed=drop_seed, name="dropout"),
-            keras.layers.Dense(
-                10, kernel_initializer=weights(3), bias_initializer=bias, name="logits"
-            ),
+            layers.Reshape((28, 28, 1), name="image"),
+            layers.Conv2D(32, 5, padding="same", activation="relu", name="conv_1", **seeded(0)),
+            layers.MaxPooling2D(2, name="pool_1"),
+            layers.Conv2D(64, 5, padding="same", activation="relu", name="conv_2", **seeded(1)),
+            layers.MaxPooling2D(2, name="pool_2"),
+            layers.Flatten(name="flatten"),
+            layers.Dense(1024, activation="relu", name="dense_1024", **seeded(2)),
+            layers.Dropout(dropout, seed=drop_seed, name="dropout"),
+            layers.Dense(10, name="logits", **seeded(3)),
         ],
         name="deep_cnn",
     )

@@ -3,7 +3,7 @@
 In a notebook, assign the result (``fig = plots.loss_curves(...)``): the inline backend shows the
 figure at the end of the cell, and nothing else is printed (no ``[<Line2D at 0x...>]`` addresses,
 which would differ on every run; a trailing ``;`` does not help under nbval). The style is applied
-inside each function (``matplotlib.rc_context``): importing this module changes no global setting.
+inside each function and undone after it: importing this module changes no global setting.
 """
 
 from __future__ import annotations
@@ -45,9 +45,16 @@ def _styled(make: Callable[P, Figure]) -> Callable[P, Figure]:
 
     @functools.wraps(make)
     def styled(*args: P.args, **kwargs: P.kwargs) -> Figure:
-        with matplotlib.rc_context(STYLE):
+        # Only the style's own keys are saved and restored: matplotlib.rc_context restores every
+        # setting, the backend included, and that stops the notebook's inline backend from
+        # showing any later figure (matplotlib 3.11, matplotlib-inline).
+        saved = {key: matplotlib.rcParams[key] for key in STYLE}
+        matplotlib.rcParams.update(STYLE)
+        try:
             fig = make(*args, **kwargs)
             fig.draw_without_rendering()
+        finally:
+            matplotlib.rcParams.update(saved)
         return fig
 
     return styled

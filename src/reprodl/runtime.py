@@ -356,24 +356,55 @@ def cpu_flags() -> list[str]:
     return []
 
 
-def environment_report() -> dict[str, Any]:
-    """Versions, CPU model and flags, and the pinned settings: what a reader needs to compare."""
+def versions() -> dict[str, str]:
+    """Versions of what the bits depend on (TensorFlow and Keras only if loaded)."""
     import numpy as np
 
-    report: dict[str, Any] = {
+    import reprodl
+
+    found = {
         "python": platform.python_version(),
-        "platform": f"{platform.system()} {platform.machine()}",
-        "cpu": cpu_model(),
-        "cpu_flags": cpu_flags(),
-        "logical_cpus": os.cpu_count(),
         "numpy": np.__version__,
+        "reprodl": reprodl.__version__,
     }
     if "tensorflow" in sys.modules:
         import keras
         import tensorflow as tf
 
-        report["tensorflow"] = tf.__version__
-        report["keras"] = keras.__version__
+        found["tensorflow"] = tf.__version__
+        found["keras"] = keras.__version__
+    return found
+
+
+def installed_versions() -> dict[str, str]:
+    """The installed NumPy, TensorFlow and Keras versions, without importing TensorFlow."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("numpy", "tensorflow", "keras"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def environment_report() -> dict[str, Any]:
+    """Versions, CPU model and flags, and the pinned settings: what a reader needs to compare."""
+    found = versions()
+    report: dict[str, Any] = {
+        "python": found["python"],
+        "platform": f"{platform.system()} {platform.machine()}",
+        "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
+        "logical_cpus": os.cpu_count(),
+        "numpy": found["numpy"],
+    }
+    if "tensorflow" in found:
+        import tensorflow as tf
+
+        report["tensorflow"] = found["tensorflow"]
+        report["keras"] = found["keras"]
         report["gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
     report["settings"] = pinned_settings()
     return report

@@ -4,7 +4,8 @@ The package's parts, one job each: :mod:`~reprodl.training.spec` (``RunSpec``, v
 what it builds), :mod:`~reprodl.training.loop` (the compiled step, ``train``, ``evaluate``,
 ``fit_quietly``), :mod:`~reprodl.training.state` (a model's variables and their digests),
 :mod:`~reprodl.training.checkpoints` (the checkpoint format), :mod:`~reprodl.training.results`
-(``TrainingRecord``, ``Evaluation``) and :mod:`~reprodl.training.runner` (runs from a spec).
+(``TrainingRecord``, ``Evaluation``) and :mod:`~reprodl.training.runner` (runs from a spec;
+``SeedRunner``, many seeds through one traced step).
 """
 
 from reprodl.training.checkpoints import (
@@ -19,7 +20,13 @@ from reprodl.training.checkpoints import (
 )
 from reprodl.training.loop import compiled_step, evaluate, fit_quietly, loss_function, train
 from reprodl.training.results import Evaluation, TrainingRecord
-from reprodl.training.runner import apply_process_settings, process_settings_differ, run
+from reprodl.training.runner import (
+    SeededRun,
+    SeedRunner,
+    apply_process_settings,
+    process_settings_differ,
+    run,
+)
 from reprodl.training.spec import SCHEDULES, RunSpec, build, make_optimizer, optimizer_for
 from reprodl.training.state import VariableInfo, state_arrays, state_digests, state_variables
 
@@ -30,6 +37,8 @@ __all__ = [
     "CheckpointError",
     "Evaluation",
     "RunSpec",
+    "SeedRunner",
+    "SeededRun",
     "TrainingRecord",
     "VariableInfo",
     "apply_process_settings",

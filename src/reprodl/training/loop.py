@@ -123,25 +123,16 @@ def train(
     if checkpoint_every and checkpoint_dir is None:
         raise UsageError("checkpoint_every needs a checkpoint_dir")
     step = compiled_step(model, optimizer, split)
-    if stream is None:
-        stream = IndexStream(len(split), seed=order_seed)
-    first = _start(
-        model,
-        optimizer,
-        stream,
-        steps=steps,
-        checkpoint_every=checkpoint_every,
-        checkpoint_dir=checkpoint_dir,
-        resume=resume,
-    )
+    stream = stream or IndexStream(len(split), seed=order_seed)
+    where = {"checkpoint_every": checkpoint_every, "checkpoint_dir": checkpoint_dir}
+    first = _start(model, optimizer, stream, steps=steps, resume=resume, **where)
     record = TrainingRecord(losses=np.empty(0, dtype=np.float32), start_step=first)
     record.variables = [info for info, _ in state_variables(model)]
     record.initial_digests = state_digests(model)
     loss_tensors = []  # read back at the end: a host sync per step would cost time
     start = time.perf_counter()
     for n in range(first + 1, steps + 1):
-        idx = stream.next(batch_size)
-        loss_tensors.append(step(tf.constant(idx, dtype=tf.int32)))
+        loss_tensors.append(step(tf.constant(stream.next(batch_size), dtype=tf.int32)))
         if n == first + 1:
             record.first_step_seconds = time.perf_counter() - start
         at_checkpoint = bool(checkpoint_every) and n % checkpoint_every == 0

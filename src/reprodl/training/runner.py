@@ -1,14 +1,23 @@
-"""Runs described by a :class:`~reprodl.training.spec.RunSpec`: check the process, build, train."""
+"""Runs described by a :class:`~reprodl.training.spec.RunSpec`: check the process, build, train;
+and :class:`SeedRunner`, which trains one architecture many times from one traced step."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from reprodl.data import Split
-from reprodl.errors import SettingsError
-from reprodl.training.loop import train
-from reprodl.training.results import TrainingRecord
-from reprodl.training.spec import RunSpec, build
+import numpy as np
+
+from reprodl import fingerprint, models
+from reprodl.batches import IndexStream
+from reprodl.data import Split, to_float
+from reprodl.errors import SettingsError, UsageError
+from reprodl.seeds import Seeds
+from reprodl.training.loop import compiled_step, train
+from reprodl.training.results import Evaluation, TrainingRecord
+from reprodl.training.spec import RunSpec, build, optimizer_for
+from reprodl.training.state import state_arrays, state_digests, state_variables
 
 
 def process_settings_differ(spec: RunSpec) -> list[str]:
@@ -67,3 +76,125 @@ def run(spec: RunSpec, split: Split, **train_kwargs: Any) -> tuple[Any, Training
         **train_kwargs,
     )
     return model, record
+
+
+@dataclass
+class SeededRun:
+    """One run of a :class:`SeedRunner`: its seeds, accuracies and fingerprints."""
+
+    seeds: Seeds
+    evaluations: dict[str, Evaluation]  # split name -> accuracy on it
+    initial_digest: str  # every state variable (weights and dropout generator state)
+    initial_weights_digest: str  # the weights only
+    final_digest: str  # the weights after training (as TrainingRecord.final_digest)
+    losses: np.ndarray
+
+    def accuracy(self, split: str = "test") -> float:
+        """Accuracy on ``split`` (a fraction)."""
+        return self.evaluations[split].accuracy
+
+
+class SeedRunner:
+    """Train one model architecture many times, tracing its training step only once.
+
+    :func:`~reprodl.training.loop.train` traces a fresh step function on every call, which costs
+    more than a few hundred steps of a small model. A runner builds the model, the optimizer and
+    the compiled step once; each call puts the complete initial state of a freshly built model
+    (seeded with ``seeds.init`` and ``seeds.dropout``) into that model, resets the optimizer to its
+    freshly built state (its step counter too, which drives a cosine ``schedule``) and trains on
+    batches in the order of ``seeds.order``. Optimizer, learning rate and schedule default to the
+    model's (:data:`reprodl.models.DEFAULTS`). The result is bit-identical to building the model
+    and calling :func:`~reprodl.training.loop.train` (tested).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        train: Split,
+        evaluate: Mapping[str, Split],
+        *,
+        steps: int,
+        batch_size: int | None = None,
+        optimizer: str | None = None,
+        learning_rate: float | None = None,
+        schedule: str | None = None,
+        **model_kwargs: Any,
+    ) -> None:
+        import tensorflow as tf
+
+        if steps <= 0:
+            raise UsageError(f"steps must be positive, got {steps}")
+        spec = RunSpec(
+            model=model,
+            steps=steps,
+            batch_size=batch_size,
+            optimizer=optimizer,
+            learning_rate=learning_rate,
+            schedule=schedule,
+        ).resolved()  # the model's defaults, as training.run fills them in
+        self.name = model
+        self.steps = steps
+        self.batch_size = spec.batch_size
+        self.optimizer_name = spec.optimizer
+        self.learning_rate = spec.learning_rate
+        self.schedule = spec.schedule
+        self.model_kwargs = dict(model_kwargs)
+        self.num_examples = len(train)
+        self.model = models.build(model, 0, **self._kwargs(0))
+        self.optimizer = optimizer_for(spec)
+        self.optimizer.build(self.model.trainable_variables)
+        self._state = state_variables(self.model)
+        self._fresh_optimizer = [np.array(v.numpy()) for v in self.optimizer.variables]
+        net = self.model
+        step = compiled_step(self.model, self.optimizer, train, self.batch_size)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 28, 28], tf.float32)])
+        def predict(x):
+            return tf.argmax(net(x, training=False), axis=1, output_type=tf.int64)
+
+        self._step, self._predict = step, predict
+        self._eval = {name: (to_float(s.images), s.labels) for name, s in evaluate.items()}
+
+    def _kwargs(self, dropout_seed: int) -> dict[str, Any]:
+        if self.name == "softmax":
+            return dict(self.model_kwargs)
+        return {**self.model_kwargs, "dropout_seed": dropout_seed}
+
+    def reset(self, seeds: Seeds) -> None:
+        """Give the model the initial state of ``seeds`` and the optimizer its fresh state."""
+        fresh = models.build(self.name, seeds.init, **self._kwargs(seeds.dropout))
+        values = state_arrays(fresh)
+        if list(values) != [info.name for info, _ in self._state]:
+            raise RuntimeError("the freshly built model does not have this runner's variables")
+        for (_, v), a in zip(self._state, values.values(), strict=True):
+            v.assign(a)
+        for v, a in zip(self.optimizer.variables, self._fresh_optimizer, strict=True):
+            v.assign(a)
+
+    def __call__(self, seeds: Seeds) -> SeededRun:
+        """Train from the initial state of ``seeds``; evaluate on every split given."""
+        import tensorflow as tf
+
+        self.reset(seeds)
+        initial = fingerprint.combine(state_digests(self.model).values())
+        initial_weights = fingerprint.weights_digest(self.model)
+        stream = IndexStream(self.num_examples, seed=seeds.order)
+        losses = [
+            self._step(tf.constant(stream.next(self.batch_size), dtype=tf.int32))
+            for _ in range(self.steps)
+        ]
+        evaluations = {}
+        for name, (images, labels) in self._eval.items():
+            correct = 0
+            for start in range(0, len(labels), 1000):
+                pred = self._predict(tf.constant(images[start : start + 1000])).numpy()
+                correct += int(np.sum(pred == labels[start : start + 1000]))
+            evaluations[name] = Evaluation(correct=correct, total=len(labels))
+        return SeededRun(
+            seeds=seeds,
+            evaluations=evaluations,
+            initial_digest=initial,
+            initial_weights_digest=initial_weights,
+            final_digest=fingerprint.weights_digest(self.model),
+            losses=tf.stack(losses).numpy().astype(np.float32),
+        )
