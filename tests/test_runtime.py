@@ -133,3 +133,15 @@ def test_environment_report_describes_machine_and_pins():
     pattern, replacement = cfg[at].split(": ", 1)[1], cfg[at + 1].split(": ", 1)[1]
     sanitized = re.sub(pattern, replacement, line)
     assert info.model_name not in sanitized and "ISA AVX2" in sanitized
+
+
+def test_numpy_simd_problems_name_an_old_numpy_that_keeps_its_avx512_loops():
+    from reprodl.runtime import numpy_simd_problems
+
+    avx512 = {"AVX512F": True, "AVX512_SKX": True, "X86_V4": False}
+    (old,) = numpy_simd_problems("2.0.2", avx512)
+    assert old.startswith("NumPy 2.0.2 predates the CPU-feature groups") and "AVX512_SKX" in old
+    assert numpy_simd_problems("1.26.4", {"AVX512F": False}) == []  # an AVX2 machine: fine
+    assert numpy_simd_problems("2.4.6", avx512) == []  # the groups are disabled: nothing above
+    (late,) = numpy_simd_problems("2.4.6", {"X86_V4": True})
+    assert late.startswith("NumPy dispatches to X86_V4 loops: NumPy was imported before reprodl")

@@ -35,6 +35,7 @@ import traceback
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import reprodl  # (pins the environment before NumPy / TensorFlow load)
 from reprodl.batches import ORDERS
@@ -48,7 +49,15 @@ from reprodl.errors import (
 from reprodl.models import DEFAULTS, MODELS
 from reprodl.training.spec import SCHEDULES
 
+if TYPE_CHECKING:
+    from reprodl.data import Mnist
+    from reprodl.decomposition import Decomposition, RecordedRun
+    from reprodl.training import Evaluation, RunSpec, SeedRunner, TrainingRecord
+
 __all__ = ["DEFAULTS", "build_parser", "main"]
+
+#: The object ``ArgumentParser.add_subparsers`` returns (argparse does not export its type).
+_Subparsers = argparse._SubParsersAction
 
 #: The top-level help: plain text (the module docstring is reST, for the API reference).
 DESCRIPTION = """\
@@ -170,6 +179,7 @@ def _conditions(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``python -m reprodl``, with one subparser per command."""
     parser = argparse.ArgumentParser(
         prog="python -m reprodl",
         description=DESCRIPTION,
@@ -181,8 +191,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--debug", action="store_true", help="print the traceback of an error, not only its message"
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_train_parser(sub)
+    _add_record_pair_parsers(sub)
+    _add_decompose_parser(sub)
+    _add_replay_parser(sub)
+    _add_crosscheck_parser(sub)
+    _add_env_parser(sub)
+    for command in sub.choices.values():  # --debug also after the command
+        command.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+        )
+    sub.choices = _Commands(sub.choices)
+    return parser
 
+
+def _add_train_parser(sub: _Subparsers) -> None:
+    """Add the ``train`` command: the run's options, then its record and checkpoint options."""
     tr = sub.add_parser("train", help="train a model deterministically and print its fingerprint")
+    _add_train_run_options(tr)
+    _add_train_record_options(tr)
+
+
+def _add_train_run_options(tr: argparse.ArgumentParser) -> None:
+    """Add the options of ``train`` that define the run (model, length, seeds, settings)."""
     tr.add_argument("--model", choices=MODELS, required=True)
     tr.add_argument("--seed", type=_seed, default=0, help="seeds initialisation, order, dropout")
     length = tr.add_mutually_exclusive_group(required=True)
@@ -223,6 +254,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="TensorFlow intra-op threads instead of the pinned count (changes the bits)",
     )
+
+
+def _add_train_record_options(tr: argparse.ArgumentParser) -> None:
+    """Add the options of ``train`` that save a record, digests and checkpoints, or resume."""
     tr.add_argument("--record", metavar="FILE", help="save a run record (JSON) to FILE")
     tr.add_argument(
         "--digest-every",
@@ -241,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--resume", metavar="CKPT", help="resume from a checkpoint file (.npz)")
 
+
+def _add_record_pair_parsers(sub: _Subparsers) -> None:
+    """Add ``compare`` and ``bisect``: both take two run records."""
     for name, text in (
         ("compare", "compare two run records: first differing step and variable"),
         ("bisect", "replay two recorded runs from their last agreeing checkpoint, step by step"),
@@ -249,6 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("run_a", metavar="RUN_A", help="run record (JSON)")
         p.add_argument("run_b", metavar="RUN_B", help="run record (JSON)")
 
+
+def _add_decompose_parser(sub: _Subparsers) -> None:
+    """Add the ``decompose`` command: one training per seed and condition."""
     dc = sub.add_parser(
         "decompose",
         help="spread of test accuracy from each source of randomness, over many seeds",
@@ -280,14 +321,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue an existing record: run only what it lacks (it must match this run)",
     )
 
+
+def _add_replay_parser(sub: _Subparsers) -> None:
+    """Add the hidden ``replay`` command that ``bisect`` runs in a process of its own."""
     # Hidden: no help= (argparse 3.11 would list help=SUPPRESS as "==SUPPRESS=="), and left out
-    # of the choices that an "invalid choice" error lists (_Commands below).
+    # of the choices that an "invalid choice" error lists (_Commands).
     rp = sub.add_parser("replay", description="replay part of a recorded run (used by bisect)")
     rp.add_argument("record", metavar="RECORD")
     rp.add_argument("--start", type=_step, required=True, help="checkpoint step to start from")
     rp.add_argument("--end", type=_positive_int, required=True, help="last step to replay")
     rp.add_argument("--out", required=True, help="where to write the states (.npz)")
 
+
+def _add_crosscheck_parser(sub: _Subparsers) -> None:
+    """Add the ``crosscheck`` command: the cross-CPU battery."""
     cc = sub.add_parser(
         "crosscheck",
         help="run a battery of short trainings on this CPU and emulated ones; compare the bits",
@@ -312,14 +359,11 @@ def build_parser() -> argparse.ArgumentParser:
     cc.add_argument("--jobs", type=_positive_int, default=2, help="emulators at a time")
     cc.add_argument("--timeout", type=_positive_float, default=1800, help="seconds per process")
 
+
+def _add_env_parser(sub: _Subparsers) -> None:
+    """Add the ``env`` command: the environment report."""
     env = sub.add_parser("env", help="print the environment report")
     env.add_argument("--json", action="store_true", help="as JSON")
-    for command in sub.choices.values():  # --debug also after the command
-        command.add_argument(
-            "--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS
-        )
-    sub.choices = _Commands(sub.choices)
-    return parser
 
 
 def _check_train_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
@@ -337,33 +381,14 @@ def _check_train_args(parser: argparse.ArgumentParser, args: argparse.Namespace)
 
 
 def _train(args: argparse.Namespace, command: list[str]) -> int:
+    """Run ``train``: train, print the deterministic report, save the record if asked."""
     from reprodl import runtime
 
     runtime.setup(args.seed, op_determinism=not args.no_op_determinism)
-    from reprodl import data, fingerprint, records, training
-    from reprodl.batches import steps_per_epoch
+    from reprodl import records, training
 
-    partial = training.RunSpec(
-        model=args.model,
-        steps=1,
-        seed=args.seed,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        dropout=args.dropout,
-        dropout_seed=args.dropout_seed,
-        order=args.order,
-        intra_op_threads=args.intra_op_threads,
-        op_determinism=not args.no_op_determinism,
-        schedule=args.schedule,
-    ).resolved()
-    training.apply_process_settings(partial)  # before any TensorFlow op runs
-    mnist = data.load_mnist(args.data)
-    batch = partial.batch_size
-    steps = args.steps or args.epochs * steps_per_epoch(len(mnist.train), batch)
-    spec = training.RunSpec(**{**partial.to_dict(), "steps": steps})
-    folder = None
-    if args.checkpoint_every:
-        folder = Path(args.checkpoint_dir or Path(args.record).with_suffix(".ckpt"))
+    spec, mnist = _train_spec(args)
+    folder = _train_checkpoint_dir(args)
     digest_every = args.digest_every or 0
     model, record = training.run(
         spec,
@@ -374,19 +399,7 @@ def _train(args: argparse.Namespace, command: list[str]) -> int:
         resume=args.resume,
     )
     test = training.evaluate(model, mnist.test)
-    print(
-        f"model {args.model}, seed {args.seed}, {steps} steps of batch {batch}, "
-        f"{spec.optimizer} lr {spec.learning_rate:g}"
-        + (", cosine decay" if spec.schedule == "cosine" else "")
-    )
-    print(f"op determinism {'off' if args.no_op_determinism else 'on'}")
-    print(f"final loss {fingerprint.format_float(record.final_loss)}")
-    print(f"test accuracy {test}")
-    print(f"fingerprint {record.final_digest}")
-    if args.intra_op_threads:
-        print(f"intra-op threads {args.intra_op_threads}")
-    if args.resume:
-        print(f"resumed from step {record.start_step}")
+    _print_train_report(args, spec, record, test)
     if args.record:
         records.save_run(
             spec=spec,
@@ -406,17 +419,92 @@ def _train(args: argparse.Namespace, command: list[str]) -> int:
     return 0
 
 
+def _train_spec(args: argparse.Namespace) -> tuple[RunSpec, Mnist]:
+    """The resolved run spec of ``train`` and the MNIST data (process settings applied first)."""
+    from reprodl import data, training
+    from reprodl.batches import steps_per_epoch
+
+    partial = training.RunSpec(
+        model=args.model,
+        steps=1,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        dropout=args.dropout,
+        dropout_seed=args.dropout_seed,
+        order=args.order,
+        intra_op_threads=args.intra_op_threads,
+        op_determinism=not args.no_op_determinism,
+        schedule=args.schedule,
+    ).resolved()
+    training.apply_process_settings(partial)  # before any TensorFlow op runs
+    mnist = data.load_mnist(args.data)
+    steps = args.steps or args.epochs * steps_per_epoch(len(mnist.train), partial.batch_size)
+    return training.RunSpec(**{**partial.to_dict(), "steps": steps}), mnist
+
+
+def _train_checkpoint_dir(args: argparse.Namespace) -> Path | None:
+    """Where ``train`` writes checkpoints: ``--checkpoint-dir``, else beside the record."""
+    if not args.checkpoint_every:
+        return None
+    return Path(args.checkpoint_dir or Path(args.record).with_suffix(".ckpt"))
+
+
+def _print_train_report(
+    args: argparse.Namespace, spec: RunSpec, record: TrainingRecord, test: Evaluation
+) -> None:
+    """Print the deterministic lines of ``train``: settings, loss, accuracy, fingerprint."""
+    from reprodl import fingerprint
+
+    print(
+        f"model {args.model}, seed {args.seed}, {spec.steps} steps of batch {spec.batch_size}, "
+        f"{spec.optimizer} lr {spec.learning_rate:g}"
+        + (", cosine decay" if spec.schedule == "cosine" else "")
+    )
+    print(f"op determinism {'off' if args.no_op_determinism else 'on'}")
+    print(f"final loss {fingerprint.format_float(record.final_loss)}")
+    print(f"test accuracy {test}")
+    print(f"fingerprint {record.final_digest}")
+    if args.intra_op_threads:
+        print(f"intra-op threads {args.intra_op_threads}")
+    if args.resume:
+        print(f"resumed from step {record.start_step}")
+
+
 def _decompose(args: argparse.Namespace, command: list[str]) -> int:
+    """Run ``decompose``: one training per seed and condition, then the spread of each source."""
     from reprodl import runtime
 
     runtime.setup(args.base)
-    from reprodl import data, decomposition, experiments, seeds, stats, training
-    from reprodl.batches import steps_per_epoch
+    from reprodl import data, decomposition
 
     path = Path(args.record)
     if path.exists() and not args.resume:
         raise UsageError(f"{path} exists: add --resume to continue it, or name a new file")
     mnist = data.load_mnist(args.data)
+    spec = _decompose_spec(args, len(mnist.train))
+    record = _decompose_record(args, spec, path, command)
+    runner = _seed_runner(args, spec, mnist)
+    print(
+        f"model {args.model}, {spec['steps']} steps of batch {spec['batch_size']}, "
+        f"{spec['optimizer']} lr {spec['learning_rate']:g}"
+        + (", cosine decay" if spec["schedule"] == "cosine" else "")
+        + f"; base seed {args.base}"
+    )
+    for run in record.runs:  # what a resumed record already holds
+        _report_run(run)
+    decomposition.run(runner, record, path=path, on_run=_report_run)
+    _print_spread(record)
+    print(f"record {path}")
+    print(f"{len(record.runs)} runs took {record.seconds() / 60:.1f} min", file=sys.stderr)
+    return 0
+
+
+def _decompose_spec(args: argparse.Namespace, train_size: int) -> dict[str, Any]:
+    """The training settings a decomposition record stores, with the model's defaults filled in."""
+    from reprodl import training
+    from reprodl.batches import steps_per_epoch
+
     run_spec = training.RunSpec(
         model=args.model,
         steps=1,
@@ -425,53 +513,66 @@ def _decompose(args: argparse.Namespace, command: list[str]) -> int:
         dropout=args.dropout,
         schedule=args.schedule,
     ).resolved()
-    batch, opt = run_spec.batch_size, run_spec.optimizer
-    steps = args.steps or args.epochs * steps_per_epoch(len(mnist.train), batch)
-    spec = {
+    batch = run_spec.batch_size
+    return {
         "model": args.model,
-        "steps": steps,
+        "steps": args.steps or args.epochs * steps_per_epoch(train_size, batch),
         "batch_size": batch,
-        "optimizer": opt,
+        "optimizer": run_spec.optimizer,
         "learning_rate": run_spec.learning_rate,
         "schedule": run_spec.schedule,
         "dropout": args.dropout,
         "base": args.base,
     }
+
+
+def _decompose_record(
+    args: argparse.Namespace, spec: dict[str, Any], path: Path, command: list[str]
+) -> Decomposition:
+    """The record to fill: a new plan, merged into the one at ``path`` when resuming it."""
+    from reprodl import decomposition, seeds
+
     conditions = args.conditions or list(seeds.CONDITIONS)
     record = decomposition.new(spec, args.seeds, conditions, command=command)
     if path.exists():
         record = decomposition.merge_plan(decomposition.load(path), record)
         print(f"resuming {path}: {len(record.runs)} runs recorded")
+    return record
+
+
+def _seed_runner(args: argparse.Namespace, spec: dict[str, Any], mnist: Mnist) -> SeedRunner:
+    """The runner that trains ``spec`` once per set of seeds and scores it on the test split."""
+    from reprodl import training
+
     kwargs = {} if args.dropout is None else {"dropout": args.dropout}
-    runner = training.SeedRunner(
+    return training.SeedRunner(
         args.model,
         mnist.train,
         {"test": mnist.test},
-        steps=steps,
-        batch_size=batch,
+        steps=spec["steps"],
+        batch_size=spec["batch_size"],
         learning_rate=spec["learning_rate"],
         schedule=spec["schedule"],
         **kwargs,
     )
+
+
+def _report_run(run: RecordedRun) -> None:
+    """Print one decomposition run on stdout (its time on stderr)."""
+    s = run.seeds
     print(
-        f"model {args.model}, {steps} steps of batch {batch}, {opt} lr {spec['learning_rate']:g}"
-        + (", cosine decay" if spec["schedule"] == "cosine" else "")
-        + f"; base seed {args.base}"
+        f"{run.condition:>7} seed {run.seed:>3}: init {s.init} order {s.order} "
+        f"dropout {s.dropout}  test {100 * run.accuracy:.2f}% ({run.correct}/{run.total})  "
+        f"weights {run.final_digest[:16]}",
+        flush=True,
     )
+    print(f"  {run.seconds:.1f} s", file=sys.stderr, flush=True)
 
-    def report(run: decomposition.RecordedRun) -> None:
-        s = run.seeds
-        print(
-            f"{run.condition:>7} seed {run.seed:>3}: init {s.init} order {s.order} "
-            f"dropout {s.dropout}  test {100 * run.accuracy:.2f}% ({run.correct}/{run.total})  "
-            f"weights {run.final_digest[:16]}",
-            flush=True,
-        )
-        print(f"  {run.seconds:.1f} s", file=sys.stderr, flush=True)
 
-    for run in record.runs:  # what a resumed record already holds
-        report(run)
-    decomposition.run(runner, record, path=path, on_run=report)
+def _print_spread(record: Decomposition) -> None:
+    """Print the spread table of a decomposition and, with several seeds, the std intervals."""
+    from reprodl import experiments, stats
+
     groups = record.scores()
     finals = record.distinct(lambda r: r.final_digest)
     for line in experiments.spread_table(groups, distinct_results=finals):
@@ -479,9 +580,6 @@ def _decompose(args: argparse.Namespace, command: list[str]) -> int:
     if len(record.complete_seeds()) > 1:
         for line in stats.std_interval_lines(groups):
             print(line)
-    print(f"record {path}")
-    print(f"{len(record.runs)} runs took {record.seconds() / 60:.1f} min", file=sys.stderr)
-    return 0
 
 
 def _compare(args: argparse.Namespace) -> int:

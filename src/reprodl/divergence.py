@@ -126,56 +126,15 @@ class Comparison:
     def lines(self) -> list[str]:
         """The report: plain lines, the same every time for the same two records."""
         a, b = self.a, self.b
-        m = a.meta
         out = [
             f"A: {a.name}",
             f"B: {b.name}",
-            f"model {m['model']}, {a.steps} steps; state digests at steps "
+            f"model {a.meta['model']}, {a.steps} steps; state digests at steps "
             f"{records.steps_text(self.digest_steps)}",
         ]
-        if self.meta_differences:
-            out.append("meta differences (A | B):")
-            for key, va, vb in self.meta_differences:
-                out.append(f"  {key}: {_meta_text(va)} | {_meta_text(vb)}")
-        else:
-            out.append("meta: identical")
-        if self.first_loss_step is None:
-            out.append(f"losses: identical at all {a.steps} steps")
-        else:
-            s = self.first_loss_step
-            d = self.loss_difference
-            out.append(
-                f"losses: first differ at step {s}: A {_fmt(a.losses[s - 1])}, "
-                f"B {_fmt(b.losses[s - 1])}, |A-B| {self.loss_gap(s)}"
-            )
-            count = f"differ at {int(self.loss_differs.sum())} of {a.steps} steps"
-            with_nan = self.loss_differs & np.isnan(d)
-            sized = self.loss_differs & ~with_nan
-            if not sized.any():
-                size = ", each with a NaN (no |A-B| to size them)"
-            else:
-                worst = int(np.argmax(np.where(sized, d, -1.0))) + 1
-                size = f"; largest |A-B| {_fmt_diff(d[worst - 1])} at step {worst}"
-                if with_nan.any():
-                    size = f" ({int(with_nan.sum())} of them with a NaN){size}"
-            out.append(f"losses: {count}{size}; at step {a.steps}: {self.loss_gap(a.steps)}")
-        if self.first_digest_step is None:
-            out.append("weights: identical at every recorded step")
-        else:
-            s = self.first_digest_step
-            n = len(a.variables)
-            if s == 0:
-                out.append("weights: differ already at step 0 (before training)")
-            else:
-                out.append(
-                    f"weights: identical at step {self.last_agreeing_step}, differ at step {s} "
-                    f"(first changed after one of steps {self.last_agreeing_step + 1}..{s})"
-                )
-            out.append(f"  first differing variable: {self.first_variable}")
-            out.append(
-                f"  differing at step {s}: {len(self.differing_variables)} of {n} variables "
-                f"({_names_text(self.differing_variables)})"
-            )
+        out += self._meta_lines()
+        out += self._loss_lines()
+        out += self._weight_lines()
         same = a.final_digest == b.final_digest
         out.append(
             "final fingerprint: identical"
@@ -187,6 +146,62 @@ class Comparison:
             out.append("verdict: identical (every loss and every recorded digest agree)")
         else:
             out.append(f"verdict: the runs diverge; first difference at step {self.first_step}")
+        return out
+
+    def _meta_lines(self) -> list[str]:
+        """The report's lines on the records' metadata: identical, or each difference."""
+        if not self.meta_differences:
+            return ["meta: identical"]
+        out = ["meta differences (A | B):"]
+        for key, va, vb in self.meta_differences:
+            out.append(f"  {key}: {_meta_text(va)} | {_meta_text(vb)}")
+        return out
+
+    def _loss_lines(self) -> list[str]:
+        """The report's lines on the losses: the first difference, how many, the largest."""
+        a, b = self.a, self.b
+        if self.first_loss_step is None:
+            return [f"losses: identical at all {a.steps} steps"]
+        s = self.first_loss_step
+        out = [
+            f"losses: first differ at step {s}: A {_fmt(a.losses[s - 1])}, "
+            f"B {_fmt(b.losses[s - 1])}, |A-B| {self.loss_gap(s)}"
+        ]
+        count = f"differ at {int(self.loss_differs.sum())} of {a.steps} steps"
+        size = self._loss_size_text()
+        out.append(f"losses: {count}{size}; at step {a.steps}: {self.loss_gap(a.steps)}")
+        return out
+
+    def _loss_size_text(self) -> str:
+        """How large the loss differences are: the largest ``|A-B|``, and how many have a NaN."""
+        d = self.loss_difference
+        with_nan = self.loss_differs & np.isnan(d)
+        sized = self.loss_differs & ~with_nan
+        if not sized.any():
+            return ", each with a NaN (no |A-B| to size them)"
+        worst = int(np.argmax(np.where(sized, d, -1.0))) + 1
+        size = f"; largest |A-B| {_fmt_diff(d[worst - 1])} at step {worst}"
+        if with_nan.any():
+            size = f" ({int(with_nan.sum())} of them with a NaN){size}"
+        return size
+
+    def _weight_lines(self) -> list[str]:
+        """The report's lines on the recorded digests: where the weights first differ, and which."""
+        if self.first_digest_step is None:
+            return ["weights: identical at every recorded step"]
+        s = self.first_digest_step
+        if s == 0:
+            out = ["weights: differ already at step 0 (before training)"]
+        else:
+            out = [
+                f"weights: identical at step {self.last_agreeing_step}, differ at step {s} "
+                f"(first changed after one of steps {self.last_agreeing_step + 1}..{s})"
+            ]
+        out.append(f"  first differing variable: {self.first_variable}")
+        out.append(
+            f"  differing at step {s}: {len(self.differing_variables)} of {len(self.a.variables)} "
+            f"variables ({_names_text(self.differing_variables)})"
+        )
         return out
 
     def __str__(self) -> str:
@@ -514,6 +529,22 @@ def bisect(
     if cmp.identical:
         return result
     a, b = cmp.a, cmp.b
+    start, end = _bisect_interval(cmp)
+    ckpt_a, ckpt_b = _checkpoint(a, start), _checkpoint(b, start)
+    ra = _replay_side(a, start, end, isolate=isolate, data=data)
+    rb = _replay_side(b, start, end, isolate=isolate, data=data)
+    result.start, result.end = start, end
+    result.checkpoint_differences = ckpt_a.differences(ckpt_b)
+    result.replays = (ra, rb)
+    result.reproduced = (_reproduces(a, ra), _reproduces(b, rb))
+    _compare_replays(result, a.variables, ra, rb)
+    return result
+
+
+def _bisect_interval(cmp: Comparison) -> tuple[int, int]:
+    """The steps to replay: from the last common checkpoint before the first difference to the
+    first recorded step after it where the digests (else the losses) differ."""
+    a, b = cmp.a, cmp.b
     common = sorted(set(a.checkpoint_steps()) & set(b.checkpoint_steps()))
     for rec in (a, b):
         if not rec.checkpoint_steps():
@@ -528,40 +559,37 @@ def bisect(
         if s > start and any(a.digests[s][n] != b.digests[s][n] for n in a.variable_names)
     ]
     if later:
-        end = later[0]
-    elif cmp.first_loss_step is not None and cmp.first_loss_step > start:
-        end = cmp.first_loss_step
-    else:
-        end = min(start + 1, a.steps)
-    ckpt_a, ckpt_b = _checkpoint(a, start), _checkpoint(b, start)
-    replays = []
-    for rec in (a, b):
-        reasons = _isolate(rec)
-        if isolate or (isolate is None and reasons):
-            why = "; ".join(reasons) if isolate is None else ""
-            replays.append(replay_in_subprocess(rec, start, end, why))
-        else:
-            replays.append(replay(rec, start, end, data=data))
-    ra, rb = replays
-    result.start, result.end = start, end
-    result.checkpoint_differences = ckpt_a.differences(ckpt_b)
-    result.replays = (ra, rb)
-    result.reproduced = (_reproduces(a, ra), _reproduces(b, rb))
-    for i, info in enumerate(a.variables):
+        return start, later[0]
+    if cmp.first_loss_step is not None and cmp.first_loss_step > start:
+        return start, cmp.first_loss_step
+    return start, min(start + 1, a.steps)
+
+
+def _replay_side(
+    rec: RunRecord, start: int, end: int, *, isolate: bool | None, data: Split | None
+) -> Replay:
+    """Replay ``start..end`` of ``rec`` in this process or, as ``isolate`` says, in its own."""
+    reasons = _isolate(rec)
+    if isolate or (isolate is None and reasons):
+        why = "; ".join(reasons) if isolate is None else ""
+        return replay_in_subprocess(rec, start, end, why)
+    return replay(rec, start, end, data=data)
+
+
+def _compare_replays(
+    result: Bisection, variables: list[dict[str, Any]], ra: Replay, rb: Replay
+) -> None:
+    """Fill ``result`` in from the two replays: per variable, the first differing step and the
+    largest weight difference after every step; the first differing step, variable and loss."""
+    start = result.start
+    for i, info in enumerate(variables):
         name = info["name"]
         diffs = [
             sa[i].tobytes() != sb[i].tobytes() for sa, sb in zip(ra.states, rb.states, strict=True)
         ]
         result.first_differs[name] = start + diffs.index(True) if any(diffs) else None
         if np.issubdtype(np.dtype(info["dtype"]), np.floating):
-            result.weight_differences[name] = np.array(
-                [
-                    float(np.max(np.abs(sa[i].astype(np.float64) - sb[i].astype(np.float64))))
-                    if sa[i].size
-                    else 0.0
-                    for sa, sb in zip(ra.states, rb.states, strict=True)
-                ]
-            )
+            result.weight_differences[name] = _max_abs_differences(ra, rb, i)
     firsts = [(s, n) for n, s in result.first_differs.items() if s is not None]
     if firsts:
         step = min(s for s, _ in firsts)
@@ -571,4 +599,15 @@ def bisect(
     lb = np.asarray(rb.losses, dtype=np.float32).view(np.uint32)
     if (la != lb).any():
         result.first_loss_step = start + int(np.argmax(la != lb)) + 1
-    return result
+
+
+def _max_abs_differences(ra: Replay, rb: Replay, i: int) -> np.ndarray:
+    """Max ``|A - B|`` of float variable ``i`` after every replayed step (0 for an empty one)."""
+    return np.array(
+        [
+            float(np.max(np.abs(sa[i].astype(np.float64) - sb[i].astype(np.float64))))
+            if sa[i].size
+            else 0.0
+            for sa, sb in zip(ra.states, rb.states, strict=True)
+        ]
+    )

@@ -114,9 +114,7 @@ def measure_variation(
     absolute difference of any weight from the first run's. An op without a deterministic
     implementation makes TensorFlow raise; that is recorded as the setting's ``error``.
     """
-    import keras
-
-    from reprodl import data, models, training
+    from reprodl import data
 
     if runs < 2 or steps < 1 or batch_size < 1:
         raise UsageError("need runs >= 2 and positive steps and batch_size")
@@ -127,40 +125,9 @@ def measure_variation(
     for on in settings:
         key = "determinism_on" if on else "determinism_off"
         runtime.set_op_determinism(on)
-        digests: list[str] = []
-        losses: list[str] = []
-        first: list[np.ndarray] | None = None
-        max_diff = 0.0
-        try:
-            for _ in range(runs):
-                keras.utils.set_random_seed(seed)
-                net = models.build(model, seed)
-                rec = training.train(
-                    net,
-                    subset,
-                    steps=steps,
-                    batch_size=batch_size,
-                    optimizer=training.make_optimizer("adam", 1e-3),
-                    order_seed=seed,
-                )
-                weights = [np.asarray(v.numpy()) for v in net.weights]
-                digests.append(rec.final_digest)
-                losses.append(fingerprint.format_float(rec.final_loss))
-                if first is None:
-                    first = weights
-                else:
-                    pairs = zip(first, weights, strict=True)
-                    diff = max(float(np.max(np.abs(a - b))) for a, b in pairs)
-                    max_diff = max(max_diff, diff)
-        except Exception as exc:  # an op with no deterministic kernel: record it, go on
-            results[key] = {"error": f"{type(exc).__name__}: {first_line(exc)}"}
-            continue
-        results[key] = {
-            "fingerprints": digests,
-            "final_losses": losses,
-            "distinct_fingerprints": len(set(digests)),
-            "max_abs_weight_difference": max_diff,
-        }
+        results[key] = _measure_setting(
+            subset, runs=runs, steps=steps, batch_size=batch_size, model=model, seed=seed
+        )
     runtime.set_op_determinism(True)  # leave the process as reprodl.setup does
     return {
         "benchmark": "gpu_variation",
@@ -173,6 +140,61 @@ def measure_variation(
         "device": device_description(),
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
+
+
+def _measure_setting(
+    subset: Split, *, runs: int, steps: int, batch_size: int, model: str, seed: int
+) -> dict[str, Any]:
+    """Train ``runs`` times under the current op-determinism setting: the fingerprints, final
+    losses, how many distinct, the largest weight difference; or the ``error`` an op raised."""
+    digests: list[str] = []
+    losses: list[str] = []
+    first: list[np.ndarray] | None = None
+    max_diff = 0.0
+    try:
+        for _ in range(runs):
+            digest, loss, weights = _train_once(
+                subset, steps=steps, batch_size=batch_size, model=model, seed=seed
+            )
+            digests.append(digest)
+            losses.append(loss)
+            if first is None:
+                first = weights
+            else:
+                pairs = zip(first, weights, strict=True)
+                diff = max(float(np.max(np.abs(a - b))) for a, b in pairs)
+                max_diff = max(max_diff, diff)
+    except Exception as exc:  # an op with no deterministic kernel: record it, go on
+        return {"error": f"{type(exc).__name__}: {first_line(exc)}"}
+    return {
+        "fingerprints": digests,
+        "final_losses": losses,
+        "distinct_fingerprints": len(set(digests)),
+        "max_abs_weight_difference": max_diff,
+    }
+
+
+def _train_once(
+    subset: Split, *, steps: int, batch_size: int, model: str, seed: int
+) -> tuple[str, str, list[np.ndarray]]:
+    """Train a freshly seeded ``model`` (Adam 1e-3) on ``subset``: its final digest, its final
+    loss as text, and its weights."""
+    import keras
+
+    from reprodl import models, training
+
+    keras.utils.set_random_seed(seed)
+    net = models.build(model, seed)
+    rec = training.train(
+        net,
+        subset,
+        steps=steps,
+        batch_size=batch_size,
+        optimizer=training.make_optimizer("adam", 1e-3),
+        order_seed=seed,
+    )
+    weights = [np.asarray(v.numpy()) for v in net.weights]
+    return rec.final_digest, fingerprint.format_float(rec.final_loss), weights
 
 
 def first_line(exc: BaseException) -> str:

@@ -32,7 +32,7 @@ import os
 import platform
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -123,6 +123,32 @@ def pin_environment() -> PinReport:
 _IMPORT_PIN = pin_environment()
 
 
+def numpy_simd_problems(version: str, features: Mapping[str, bool]) -> list[str]:
+    """Why NumPy ``version`` with these active CPU ``features`` runs SIMD loops above AVX2.
+
+    The names in :data:`NUMPY_DISABLED_FEATURES` are the CPU-feature groups of NumPy 2.4; an
+    older NumPy (Colab's, for one) does not know them, keeps its AVX-512 loops and says nothing.
+    """
+    major, minor = (int(part) for part in version.split(".")[:2])
+    if (major, minor) < (2, 4):
+        active = [name for name in ("AVX512F", "AVX512_SKX") if features.get(name)]
+        if active:
+            return [
+                f"NumPy {version} predates the CPU-feature groups reprodl disables to keep "
+                f"NumPy's SIMD loops at AVX2 ({NUMPY_DISABLED_FEATURES}; NumPy 2.4 and later): "
+                f"it runs its {active[-1]} loops on this CPU, so NumPy results can differ in the "
+                "last bits from the book's (chapter 8). Install the pinned NumPy for those bits."
+            ]
+        return []
+    above = [name for name in NUMPY_DISABLED_FEATURES.split() if features.get(name)]
+    if above:
+        return [
+            f"NumPy dispatches to {', '.join(above)} loops: NumPy was imported before reprodl. "
+            "Import reprodl first for bits that match AVX2 machines."
+        ]
+    return []
+
+
 def _pin_numpy() -> None:
     """Fix NumPy's BLAS thread count now; check the BLAS kernels and SIMD loops it loaded."""
     from threadpoolctl import threadpool_info, threadpool_limits
@@ -134,12 +160,10 @@ def _pin_numpy() -> None:
         from numpy._core._multiarray_umath import __cpu_features__
     except ImportError:  # NumPy 1.x
         from numpy.core._multiarray_umath import __cpu_features__
-    above = [f for f in NUMPY_DISABLED_FEATURES.split() if __cpu_features__.get(f)]
-    if above:
-        _warn(
-            f"NumPy dispatches to {', '.join(above)} loops: NumPy was imported before reprodl. "
-            "Import reprodl first for bits that match AVX2 machines."
-        )
+    import numpy as np
+
+    for problem in numpy_simd_problems(np.__version__, __cpu_features__):
+        _warn(problem)
     for pool in threadpool_info():
         arch = pool.get("architecture")
         if (
