@@ -15,6 +15,7 @@ $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -50,7 +51,7 @@ format: $(STAMP)
 
 ## Rewrite requirements.txt from the current .venv.
 freeze: $(STAMP)
-	{ sed -n '1,2p' requirements.txt; $(BIN)/pip freeze --exclude-editable | grep -iv '^reprodl'; echo "-e ."; } > requirements.tmp && mv requirements.tmp requirements.txt
+	{ sed -n '1,2p' requirements.txt; $(BIN)/pip freeze --exclude-editable | grep -iv '^reprodl'; } > requirements.tmp && mv requirements.tmp requirements.txt
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/price_of_exactness.py --out benchmarks/results/price_of_exactness.json

@@ -145,3 +145,30 @@ def test_numpy_simd_problems_name_an_old_numpy_that_keeps_its_avx512_loops():
     assert numpy_simd_problems("2.4.6", avx512) == []  # the groups are disabled: nothing above
     (late,) = numpy_simd_problems("2.4.6", {"X86_V4": True})
     assert late.startswith("NumPy dispatches to X86_V4 loops: NumPy was imported before reprodl")
+
+
+def test_the_book_environment_is_the_one_requirements_pin():
+    from support import ROOT
+
+    from reprodl.runtime import BOOK_ENVIRONMENT
+
+    pins = dict(
+        line.strip().split("==")
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    )
+    for package in ("numpy", "tensorflow", "keras"):
+        assert pins[package] == BOOK_ENVIRONMENT[package], package
+
+
+def test_setup_prints_one_block_only_where_the_environment_differs(monkeypatch):
+    from reprodl import runtime
+
+    assert runtime.differences_from_book() == []  # the pinned environment of the tests
+    monkeypatch.setitem(runtime.BOOK_ENVIRONMENT, "numpy", "9.9.9")
+    differences = runtime.differences_from_book()
+    assert differences == [f"numpy {runtime.versions()['numpy']}, not 9.9.9"]
+    block = runtime.book_environment_block(differences).splitlines()
+    assert block[0].startswith("This environment differs from the one the book's outputs come")
+    assert block[1] == f"  - numpy {runtime.versions()['numpy']}, not 9.9.9"
+    assert block[2].startswith("So the last bits")

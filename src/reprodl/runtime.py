@@ -337,6 +337,50 @@ def setup(seed: int, *, op_determinism: bool = True) -> None:
     import keras
 
     keras.utils.set_random_seed(seed)  # seeds Python's random, NumPy's global state, TF and Keras
+    differences = differences_from_book()
+    if differences:
+        print(book_environment_block(differences))
+
+
+#: The environment the book's stored outputs were executed in (``requirements.txt`` pins the
+#: packages; a test keeps the two equal). Elsewhere the last bits differ (chapter 8).
+BOOK_ENVIRONMENT = {"python": "3.11", "numpy": "2.4.6", "tensorflow": "2.21.0", "keras": "3.15.1"}
+
+
+def differences_from_book() -> list[str]:
+    """What differs here from the environment the book's outputs come from, one line each."""
+    found = []
+    here = versions()
+    python = ".".join(here["python"].split(".")[:2])
+    if python != BOOK_ENVIRONMENT["python"]:
+        found.append(f"Python {python}, not {BOOK_ENVIRONMENT['python']}")
+    for package in ("numpy", "tensorflow", "keras"):
+        if package in here and here[package] != BOOK_ENVIRONMENT[package]:
+            found.append(f"{package} {here[package]}, not {BOOK_ENVIRONMENT[package]}")
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        found.append(f"a {platform.machine()} CPU, not x86-64 (other kernels)")
+    if "tensorflow" in sys.modules:
+        import tensorflow as tf
+
+        if tf.config.list_physical_devices("GPU"):
+            found.append("a GPU, on which TensorFlow runs other kernels than on a CPU")
+    return found
+
+
+def book_environment_block(differences: list[str]) -> str:
+    """The note :func:`setup` prints where this environment differs from the book's."""
+    book = BOOK_ENVIRONMENT
+    return "\n".join(
+        [
+            "This environment differs from the one the book's outputs come from (Python "
+            f"{book['python']}, NumPy {book['numpy']}, TensorFlow {book['tensorflow']}, Keras "
+            f"{book['keras']}, an x86-64 CPU):",
+            *(f"  - {line}" for line in differences),
+            "So the last bits, and with them losses, accuracies and fingerprints, will differ "
+            "from the printed ones (chapter 8 explains why). Every comparison within this "
+            "machine, run against run, still holds.",
+        ]
+    )
 
 
 def pinned_settings() -> dict[str, Any]:
