@@ -54,12 +54,12 @@ freeze: $(STAMP)
 	{ sed -n '1,2p' requirements.txt; $(BIN)/pip freeze --exclude-editable | grep -iv '^reprodl'; } > requirements.tmp && mv requirements.tmp requirements.txt
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/price_of_exactness.py --out benchmarks/results/price_of_exactness.json
+	$(BIN)/python benchmarks/price_of_exactness.py --out src/reprodl/results/price_of_exactness.json
 
 ## Re-run the cross-CPU battery natively and on the emulated CPUs; rewrite the committed records.
 crosscheck: $(STAMP)
 	@bash tools/ensure_qemu.sh
-	$(BIN)/python -m reprodl crosscheck --all-settings --emulate Haswell,Skylake-Server,Icelake-Server,EPYC-Rome,EPYC-Milan --out benchmarks/results/cross_cpu
+	$(BIN)/python -m reprodl crosscheck --all-settings --emulate Haswell,Skylake-Server,Icelake-Server,EPYC-Rome,EPYC-Milan --out src/reprodl/results/cross_cpu
 
 clean:
 	rm -rf _build

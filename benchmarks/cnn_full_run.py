@@ -28,7 +28,7 @@ VARIANTS = {
     "no-dropout": (TRAIN + ["--epochs", "1", "--dropout", "0"], "cnn_no_dropout.json"),
 }
 COMMAND = VARIANTS["full"][0]
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "src" / "reprodl" / "results"
 
 
 def run(command: list[str] = COMMAND) -> tuple[str, float, float]:

@@ -7,7 +7,7 @@ Trains the same seeded model ``--runs`` times with TensorFlow's op determinism o
 records for each setting the weight fingerprints, how many distinct ones there are and the largest
 weight difference from the first run, with the device's provenance (GPU model, driver, CUDA and
 cuDNN of the TensorFlow build, versions, date). On a GPU machine the record goes to
-``benchmarks/results/gpu_variation_<gpu>.json`` unless ``--out`` says otherwise; chapter 8 loads
+``src/reprodl/results/gpu_variation_<gpu>.json`` unless ``--out`` says otherwise; chapter 8 loads
 every such file. On a CPU-only machine the record is written only where ``--out`` points.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import reprodl
 from reprodl import gpu
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(__file__).resolve().parents[1] / "src" / "reprodl" / "results"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ from support import ROOT, run_python
 
 from reprodl import cpu, crosscheck
 
-RECORDS = ROOT / "benchmarks" / "results" / "cross_cpu"
+RECORDS = ROOT / "src" / "reprodl" / "results" / "cross_cpu"
 #: The CPUs the test emulates (dense cases ~40 s a CPU under QEMU, the CNN ~2.5 min; two at a time).
 EMULATED = ("Haswell", "Skylake-Server", "Icelake-Server", "EPYC-Rome", "EPYC-Milan")
 CNN_EMULATED = ("EPYC-Milan", "Haswell")

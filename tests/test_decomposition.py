@@ -177,7 +177,7 @@ def test_a_diverged_run_is_recorded_with_a_null_loss(tmp_path):
 
 
 def test_the_committed_cnn_record_is_valid_and_the_schema_ships_with_the_package():
-    record = decomposition.load(ROOT / "benchmarks" / "results" / "cnn_decomposition.json")
+    record = decomposition.load(ROOT / "src" / "reprodl" / "results" / "cnn_decomposition.json")
     assert record.complete and record.meta["spec"]["model"] == "cnn"
     schema = schemas.load(decomposition.SCHEMA)
     jsonschema.Draft202012Validator.check_schema(schema)

@@ -12,9 +12,9 @@ from support import ROOT, run_python
 
 from reprodl import decomposition, runtime
 
-RECORD = ROOT / "benchmarks" / "results" / "cnn_full_run.json"
-NO_DROPOUT = ROOT / "benchmarks" / "results" / "cnn_no_dropout.json"
-DECOMPOSITION = ROOT / "benchmarks" / "results" / "cnn_decomposition.json"
+RECORD = ROOT / "src" / "reprodl" / "results" / "cnn_full_run.json"
+NO_DROPOUT = ROOT / "src" / "reprodl" / "results" / "cnn_no_dropout.json"
+DECOMPOSITION = ROOT / "src" / "reprodl" / "results" / "cnn_decomposition.json"
 
 
 @pytest.mark.slow

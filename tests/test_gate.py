@@ -21,6 +21,7 @@ import os
 import re
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import nbformat
@@ -234,8 +235,11 @@ def test_chapter_follows_the_notebook_conventions(path: Path) -> None:
     )
     assert nb.metadata.get("kernelspec") == KERNELSPEC, nb.metadata.get("kernelspec")
     code = [c for c in nb.cells if c.cell_type == "code"]
-    assert "google.colab" in code[0].source, "the first code cell installs reprodl on Colab"
-    assert not code[0].get("outputs"), "the Colab cell prints nothing locally"
+    install = code[0].source
+    assert 'find_spec("reprodl") is None' in install, "the first code cell installs reprodl"
+    assert f'RELEASE = "v{version("reprodl")}"' in install, "pinned to this version's release"
+    assert '--constraint "{PINS}"' in install and "REPRODL_PACKAGE" in install
+    assert not code[0].get("outputs"), "the install cell prints nothing where reprodl is there"
 
 
 @pytest.mark.slow

@@ -132,4 +132,4 @@ def test_gpu_variation_script_writes_nothing_on_cpu_without_out(tmp_path):
     result = run_python(str(script), "--runs", "2", "--steps", "1", "--batch-size", "5")
     assert result.returncode == 0, result.stderr
     if "no GPU" in result.stdout:
-        assert not (tmp_path / "benchmarks" / "results").exists()
+        assert not (tmp_path / "src" / "reprodl" / "results").exists()

@@ -9,7 +9,7 @@ too late to change are reported as a :class:`ReproducibilityWarning`, never sile
 
 Why these pins (TensorFlow 2.21, Keras 3.15; measured with ``python -m reprodl crosscheck`` on an
 AMD Zen 4 and under QEMU-emulated EPYC, EPYC-Rome, EPYC-Milan, Broadwell, Haswell, Skylake-Server,
-Cascadelake-Server and Icelake-Server; records in ``benchmarks/results/cross_cpu/``):
+Cascadelake-Server and Icelake-Server; records in ``src/reprodl/results/cross_cpu/``):
 
 - ``TF_ENABLE_ONEDNN_OPTS=0`` with 2 intra-op threads (the pins before) ran ``MatMul`` as an Eigen
   contraction blocked by the L2/L3 sizes the CPU reports, so CPUs with 512 KiB of L2 (Zen 2/3) and
@@ -20,9 +20,9 @@ Cascadelake-Server and Icelake-Server; records in ``benchmarks/results/cross_cpu
 - So each op runs on **one** intra-op thread, and **two inter-op** threads run independent ops side
   by side (each op still computes alone: no bit changes). On the Zen 4 the deep CNN trains at 14.0
   steps/s this way against 9.9 with oneDNN's ops off and 2 threads
-  (``benchmarks/results/pin_settings_speed.json``), the fastest setting that was exact on every
+  (``src/reprodl/results/pin_settings_speed.json``), the fastest setting that was exact on every
   CPU tried; stock, unpinned Keras is faster still (19.4 steps/s, with AVX-512 and both cores in
-  every op: ``benchmarks/results/price_of_exactness.json``).
+  every op: ``src/reprodl/results/price_of_exactness.json``).
 - The oneDNN ISA cap stays at AVX2: AVX2, AVX and AVX512_CORE give three results on every model.
 """
 
