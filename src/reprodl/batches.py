@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -160,7 +161,7 @@ def tf_dataset(
     seed: int | None,
     reshuffle_each_iteration: bool = True,
     buffer_size: int | None = None,
-):
+) -> Any:
     """A ``tf.data`` pipeline with an explicit shuffle seed (``seed=None`` means no shuffle)."""
     import tensorflow as tf
 

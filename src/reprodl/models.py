@@ -8,6 +8,7 @@ stable form of the classic ``softmax`` + cross-entropy.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from reprodl.errors import UsageError
 from reprodl.seeds import dropout_seeds, layer_seeds
@@ -34,7 +35,7 @@ DEFAULTS: dict[str, ModelDefaults] = {
 }
 
 
-def softmax_regression(seed: int = 0):
+def softmax_regression(seed: int = 0) -> Any:
     """The classic "MNIST for ML beginners" model: ``y = softmax(xW + b)``, W and b start at zero.
 
     With zero initial weights the seed changes nothing here: only the batch order does.
@@ -59,7 +60,7 @@ def mlp(
     hidden: tuple[int, ...] = (128,),
     dropout: float = 0.0,
     dropout_seed: int | None = None,
-):
+) -> Any:
     """A fully connected ReLU network; Glorot-uniform weights seeded from ``seed``.
 
     ``dropout_seed`` seeds the dropout masks separately from the initialisation, so the two
@@ -94,7 +95,7 @@ def deep_cnn(
     dropout: float = 0.5,
     dropout_seed: int | None = None,
     init: str = "glorot",
-):
+) -> Any:
     """TensorFlow's "Deep MNIST for Experts" network.
 
     conv 5x5x32 - max-pool 2 - conv 5x5x64 - max-pool 2 - dense 1024 - dropout - dense 10, ReLU
@@ -137,7 +138,7 @@ def deep_cnn(
     )
 
 
-def build(name: str, seed: int = 0, **kwargs):
+def build(name: str, seed: int = 0, **kwargs: Any) -> Any:
     """Build a model by name: ``softmax``, ``mlp`` or ``cnn``."""
     builders = {"softmax": softmax_regression, "mlp": mlp, "cnn": deep_cnn}
     if name not in builders:

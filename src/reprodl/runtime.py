@@ -197,7 +197,7 @@ def _native_stderr_silenced() -> Iterator[None]:
         os.close(devnull)
 
 
-def import_tensorflow():
+def import_tensorflow() -> Any:
     """``import tensorflow``, without the C++ start-up lines it writes straight to stderr.
 
     The GPU-enabled wheel logs "Could not find cuda drivers" with a timestamp through absl before
