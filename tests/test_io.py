@@ -28,9 +28,9 @@ def test_a_crash_while_writing_keeps_the_old_file_and_leaves_no_temp(tmp_path):
 
     def crash(fh):
         fh.write(b'{"new": ')
-        raise KeyboardInterrupt  # also a process being interrupted, not only an Exception
+        raise KeyboardInterrupt("interrupted while writing")  # not only an Exception
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="interrupted while writing"):
         _io.atomic_write(path, crash)
     assert json.loads(path.read_text()) == {"old": True}
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]

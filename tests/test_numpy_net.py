@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from support import run_python
 
 from reprodl import fingerprint
 from reprodl import numpy_net as nn
@@ -212,3 +213,14 @@ def test_flatten_scales_to_unit_interval() -> None:
     flat = nn.flatten(images)
     assert flat.dtype == np.float32 and flat.shape == (1, 4)
     np.testing.assert_array_equal(flat, np.float32([[0, 1, 0.2, 0.4]]))
+
+
+def test_the_numpy_network_loads_neither_tensorflow_nor_the_training_loop() -> None:
+    code = (
+        "import sys, reprodl.numpy_net\n"
+        "print(sorted(m for m in ('tensorflow', 'keras', 'reprodl.training.loop',"
+        " 'reprodl.training.spec') if m in sys.modules))"
+    )
+    result = run_python("-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "[]\n"
