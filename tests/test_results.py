@@ -1,4 +1,4 @@
-"""The recorded results ship inside the package and load by name; an unknown name says what exists."""
+"""The recorded results ship inside the package and load by name; unknown names list the rest."""
 
 from __future__ import annotations
 
