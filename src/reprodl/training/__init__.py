@@ -14,63 +14,34 @@ NumPy network imports ``results``) does not load the others.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # for type checkers and readers: where each name lives
-    from reprodl.training.checkpoints import (
-        CHECKPOINT_NAME,
-        Checkpoint,
-        CheckpointError,
-        capture_checkpoint,
-        checkpoint_path,
-        load_checkpoint,
-        restore_checkpoint,
-        save_checkpoint,
-    )
-    from reprodl.training.loop import compiled_step, evaluate, fit_quietly, loss_function, train
-    from reprodl.training.results import Evaluation, TrainingRecord
-    from reprodl.training.runner import (
-        SeededRun,
-        SeedRunner,
-        apply_process_settings,
-        process_settings_differ,
-        run,
-    )
-    from reprodl.training.spec import SCHEDULES, RunSpec, build, make_optimizer, optimizer_for
-    from reprodl.training.state import VariableInfo, state_arrays, state_digests, state_variables
-
-#: Where each public name lives.
-_HOME: dict[str, str] = {
-    "CHECKPOINT_NAME": "checkpoints",
-    "Checkpoint": "checkpoints",
-    "CheckpointError": "checkpoints",
-    "Evaluation": "results",
-    "RunSpec": "spec",
-    "SCHEDULES": "spec",
-    "SeedRunner": "runner",
-    "SeededRun": "runner",
-    "TrainingRecord": "results",
-    "VariableInfo": "state",
-    "apply_process_settings": "runner",
-    "build": "spec",
-    "capture_checkpoint": "checkpoints",
-    "checkpoint_path": "checkpoints",
-    "compiled_step": "loop",
-    "evaluate": "loop",
-    "fit_quietly": "loop",
-    "load_checkpoint": "checkpoints",
-    "loss_function": "loop",
-    "make_optimizer": "spec",
-    "optimizer_for": "spec",
-    "process_settings_differ": "runner",
-    "restore_checkpoint": "checkpoints",
-    "run": "runner",
-    "save_checkpoint": "checkpoints",
-    "state_arrays": "state",
-    "state_digests": "state",
-    "state_variables": "state",
-    "train": "loop",
+#: The public names, by the module they live in (the one list: ``__all__`` comes from it).
+_MODULES: dict[str, tuple[str, ...]] = {
+    "checkpoints": (
+        "CHECKPOINT_NAME",
+        "Checkpoint",
+        "CheckpointError",
+        "capture_checkpoint",
+        "checkpoint_path",
+        "load_checkpoint",
+        "restore_checkpoint",
+        "save_checkpoint",
+    ),
+    "loop": ("compiled_step", "count_correct", "evaluate", "fit_quietly", "loss_function", "train"),
+    "results": ("Evaluation", "TrainingRecord"),
+    "runner": (
+        "SeededRun",
+        "SeedRunner",
+        "apply_process_settings",
+        "process_settings_differ",
+        "run",
+    ),
+    "spec": ("SCHEDULES", "RunSpec", "build", "make_optimizer", "optimizer_for"),
+    "state": ("VariableInfo", "state_arrays", "state_digests", "state_variables"),
 }
+_HOME = {name: module for module, names in _MODULES.items() for name in names}
+__all__ = sorted(_HOME)
 
 
 def __getattr__(name: str) -> Any:
@@ -84,36 +55,3 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(__all__)
-
-
-__all__ = [
-    "CHECKPOINT_NAME",
-    "SCHEDULES",
-    "Checkpoint",
-    "CheckpointError",
-    "Evaluation",
-    "RunSpec",
-    "SeedRunner",
-    "SeededRun",
-    "TrainingRecord",
-    "VariableInfo",
-    "apply_process_settings",
-    "build",
-    "capture_checkpoint",
-    "checkpoint_path",
-    "compiled_step",
-    "evaluate",
-    "fit_quietly",
-    "load_checkpoint",
-    "loss_function",
-    "make_optimizer",
-    "optimizer_for",
-    "process_settings_differ",
-    "restore_checkpoint",
-    "run",
-    "save_checkpoint",
-    "state_arrays",
-    "state_digests",
-    "state_variables",
-    "train",
-]

@@ -158,12 +158,21 @@ def evaluate(model: Any, split: Split, batch_size: int = 1000) -> Evaluation:
     def predict(x):
         return tf.argmax(model(x, training=False), axis=1, output_type=tf.int64)
 
+    return count_correct(predict, split.images, split.labels, batch_size)
+
+
+def count_correct(
+    predict: Callable[[Any], Any], images: np.ndarray, labels: np.ndarray, batch_size: int = 1000
+) -> Evaluation:
+    """Count the labels ``predict`` (class indices from a float32 image batch) gets right, in
+    batches of ``batch_size`` uint8 ``images`` scaled with :func:`~reprodl.data.to_float`."""
+    import tensorflow as tf
+
     correct = 0
-    for start in range(0, len(split), batch_size):
-        x = tf.constant(to_float(split.images[start : start + batch_size]))
-        pred = predict(x).numpy()
-        correct += int(np.sum(pred == split.labels[start : start + batch_size]))
-    return Evaluation(correct=correct, total=len(split))
+    for start in range(0, len(labels), batch_size):
+        pred = predict(tf.constant(to_float(images[start : start + batch_size]))).numpy()
+        correct += int(np.sum(pred == labels[start : start + batch_size]))
+    return Evaluation(correct=correct, total=len(labels))
 
 
 def fit_quietly(

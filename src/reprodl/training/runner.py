@@ -11,10 +11,10 @@ import numpy as np
 
 from reprodl import fingerprint, models
 from reprodl.batches import IndexStream
-from reprodl.data import Split, to_float
+from reprodl.data import Split
 from reprodl.errors import SettingsError, UsageError
 from reprodl.seeds import Seeds
-from reprodl.training.loop import compiled_step, train
+from reprodl.training.loop import compiled_step, count_correct, train
 from reprodl.training.results import Evaluation, TrainingRecord
 from reprodl.training.spec import RunSpec, build, optimizer_for
 from reprodl.training.state import state_arrays, state_digests, state_variables
@@ -153,7 +153,7 @@ class SeedRunner:
             return tf.argmax(net(x, training=False), axis=1, output_type=tf.int64)
 
         self._step, self._predict = step, predict
-        self._eval = {name: (to_float(s.images), s.labels) for name, s in evaluate.items()}
+        self._eval = dict(evaluate)
 
     def _kwargs(self, dropout_seed: int) -> dict[str, Any]:
         if self.name == "softmax":
@@ -183,13 +183,10 @@ class SeedRunner:
             self._step(tf.constant(stream.next(self.batch_size), dtype=tf.int32))
             for _ in range(self.steps)
         ]
-        evaluations = {}
-        for name, (images, labels) in self._eval.items():
-            correct = 0
-            for start in range(0, len(labels), 1000):
-                pred = self._predict(tf.constant(images[start : start + 1000])).numpy()
-                correct += int(np.sum(pred == labels[start : start + 1000]))
-            evaluations[name] = Evaluation(correct=correct, total=len(labels))
+        evaluations = {
+            name: count_correct(self._predict, split.images, split.labels)
+            for name, split in self._eval.items()
+        }
         return SeededRun(
             seeds=seeds,
             evaluations=evaluations,
