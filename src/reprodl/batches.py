@@ -8,6 +8,9 @@ global state exactly as the classic code did.
 
 from __future__ import annotations
 
+from reprodl import runtime as _runtime  # noqa: F401  (pins the process before NumPy loads)
+
+# isort: split
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any

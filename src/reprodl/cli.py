@@ -28,6 +28,9 @@ a bug and propagates with its traceback.
 
 from __future__ import annotations
 
+from reprodl import runtime as _runtime  # noqa: F401  (pins the process before NumPy loads)
+
+# isort: split
 import argparse
 import json
 import sys
@@ -37,7 +40,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import reprodl  # (pins the environment before NumPy / TensorFlow load)
+import reprodl
 from reprodl.batches import ORDERS
 from reprodl.errors import (
     CheckpointError,

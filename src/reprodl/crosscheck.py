@@ -11,6 +11,9 @@ which CPUs gave the same bits. ``python -m reprodl crosscheck`` is the command-l
 
 from __future__ import annotations
 
+from reprodl import runtime as _runtime  # noqa: F401  (pins the process before NumPy loads)
+
+# isort: split
 import datetime
 import json
 import os

@@ -8,6 +8,9 @@ differently is accepted and a corrupt or truncated file never is. IDX is parsed 
 
 from __future__ import annotations
 
+from reprodl import runtime as _runtime  # noqa: F401  (pins the process before NumPy loads)
+
+# isort: split
 import gzip
 import hashlib
 import os

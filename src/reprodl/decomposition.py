@@ -40,6 +40,9 @@ raises :class:`reprodl.errors.RecordError` naming the file and the field. Needs 
 
 from __future__ import annotations
 
+from reprodl import runtime as _runtime  # noqa: F401  (pins the process before NumPy loads)
+
+# isort: split
 import json
 import math
 import os

@@ -22,6 +22,9 @@ first difference shows. This module does it from two run records (:mod:`reprodl.
 
 from __future__ import annotations
 
+from reprodl import runtime as _runtime  # noqa: F401  (pins the process before NumPy loads)
+
+# isort: split
 import os
 import random
 import shlex

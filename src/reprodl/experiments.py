@@ -11,6 +11,9 @@ typically with a :class:`reprodl.training.SeedRunner`; :func:`spread_table` show
 
 from __future__ import annotations
 
+from reprodl import runtime as _runtime  # noqa: F401  (pins the process before NumPy loads)
+
+# isort: split
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field

@@ -19,6 +19,9 @@ A child that fails, hangs past its timeout or prints nothing usable raises
 
 from __future__ import annotations
 
+from reprodl import runtime as _runtime  # noqa: F401  (pins the process before NumPy loads)
+
+# isort: split
 import os
 import subprocess
 import sys

@@ -10,6 +10,9 @@ says on what (GPU model, driver, CUDA/cuDNN of the build). :func:`write_record`,
 
 from __future__ import annotations
 
+from reprodl import runtime as _runtime  # noqa: F401  (pins the process before NumPy loads)
+
+# isort: split
 import datetime
 import re
 import subprocess

@@ -7,6 +7,9 @@ stable form of the classic ``softmax`` + cross-entropy.
 
 from __future__ import annotations
 
+from reprodl import runtime as _runtime  # noqa: F401  (pins the process before NumPy loads)
+
+# isort: split
 from dataclasses import dataclass
 from typing import Any
 

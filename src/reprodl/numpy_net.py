@@ -7,12 +7,15 @@ TensorFlow's ``GradientTape`` (:func:`tf_gradients`). No function modifies its i
 backward pass divides by the size of the batch it is given, never by a global batch size.
 
 The bits of a float32 run depend on the BLAS kernel and thread count behind ``@``:
-``import reprodl`` pins both (OpenBLAS Haswell kernels, 1 thread), so training here is
+importing this module pins both (OpenBLAS Haswell kernels, 1 thread), so training here is
 bit-reproducible run to run and across AVX2 machines.
 """
 
 from __future__ import annotations
 
+from reprodl import runtime as _runtime  # noqa: F401  (pins the process before NumPy loads)
+
+# isort: split
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields

@@ -8,6 +8,9 @@ inside each function and undone after it: importing this module changes no globa
 
 from __future__ import annotations
 
+from reprodl import runtime as _runtime  # noqa: F401  (pins the process before NumPy loads)
+
+# isort: split
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ParamSpec

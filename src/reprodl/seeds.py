@@ -11,6 +11,9 @@ them). The batch order of an epoch is :func:`reprodl.batches.epoch_permutation` 
 
 from __future__ import annotations
 
+from reprodl import runtime as _runtime  # noqa: F401  (pins the process before NumPy loads)
+
+# isort: split
 import random
 import secrets
 from collections.abc import Sequence

@@ -9,6 +9,9 @@ seeded generator, so the simulation itself is reproducible (chapter 8 shows it).
 
 from __future__ import annotations
 
+from reprodl import runtime as _runtime  # noqa: F401  (pins the process before NumPy loads)
+
+# isort: split
 import numpy as np
 
 from reprodl.errors import UsageError

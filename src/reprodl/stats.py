@@ -9,6 +9,9 @@ seeds.
 
 from __future__ import annotations
 
+from reprodl import runtime as _runtime  # noqa: F401  (pins the process before NumPy loads)
+
+# isort: split
 import math
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass

@@ -9,6 +9,9 @@ state is not saved: nothing in the loop draws from it after the model is built.
 
 from __future__ import annotations
 
+from reprodl import runtime as _runtime  # noqa: F401  (pins the process before NumPy loads)
+
+# isort: split
 import os
 from dataclasses import dataclass
 from pathlib import Path

@@ -10,6 +10,9 @@ progress bars.
 
 from __future__ import annotations
 
+from reprodl import runtime as _runtime  # noqa: F401  (pins the process before NumPy loads)
+
+# isort: split
 import os
 import time
 from collections.abc import Callable

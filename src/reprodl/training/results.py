@@ -5,6 +5,9 @@ Plain data, no TensorFlow: the NumPy network of chapter 5 returns the same types
 
 from __future__ import annotations
 
+from reprodl import runtime as _runtime  # noqa: F401  (pins the process before NumPy loads)
+
+# isort: split
 from dataclasses import dataclass, field
 
 import numpy as np

@@ -3,6 +3,9 @@ and :class:`SeedRunner`, which trains one architecture many times from one trace
 
 from __future__ import annotations
 
+from reprodl import runtime as _runtime  # noqa: F401  (pins the process before NumPy loads)
+
+# isort: split
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any

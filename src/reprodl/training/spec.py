@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from reprodl import runtime as _runtime  # noqa: F401  (pins the process before NumPy loads)
+
+# isort: split
 import dataclasses
 import math
 import os
