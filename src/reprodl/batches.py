@@ -174,3 +174,57 @@ def tf_dataset(
             buffer_size or len(labels), seed=seed, reshuffle_each_iteration=reshuffle_each_iteration
         )
     return ds.batch(batch_size)
+
+
+def keras_fit_orders(
+    num_examples: int,
+    batch_size: int,
+    epochs: int,
+    *,
+    global_seed: int | None,
+    data: str = "arrays",
+    shuffle_seed: int | None = None,
+) -> list[list[int]]:
+    """The order in which Keras ``fit`` feeds ``num_examples`` examples, epoch by epoch.
+
+    Trains a one-weight model (learning rate 0) on the examples' own indices, eagerly, and notes
+    the indices of every batch its ``train_step`` receives. ``data="arrays"``: ``fit(x, y,
+    shuffle=True)`` on NumPy arrays; ``data="dataset"``: ``fit`` on a ``tf.data`` pipeline
+    shuffled with ``shuffle_seed`` (:func:`tf_dataset`). ``global_seed`` is given to
+    ``keras.utils.set_random_seed`` first; ``None`` clears TensorFlow's global seed
+    (``tf.random.set_seed(None)``), as in a program that never sets one, and turns op determinism
+    off meanwhile (it refuses unseeded random ops); it is restored afterwards.
+    """
+    if data not in ("arrays", "dataset"):
+        raise UsageError(f"data must be 'arrays' or 'dataset', not {data!r}")
+    import keras
+    import tensorflow as tf
+
+    seen: list[int] = []
+
+    class _Spy(keras.Model):
+        def train_step(self, batch: Any) -> Any:
+            seen.extend(int(i) for i in np.asarray(batch[0]).ravel())
+            return super().train_step(batch)
+
+    from reprodl import _tf
+
+    determinism = _tf.is_op_determinism_enabled()
+    if global_seed is None:
+        _runtime.set_op_determinism(False)
+        tf.random.set_seed(None)
+    else:
+        keras.utils.set_random_seed(global_seed)
+    inputs = keras.Input((1,))
+    model = _Spy(inputs, keras.layers.Dense(1, kernel_initializer="zeros")(inputs))
+    model.compile(keras.optimizers.SGD(0.0), "mse", run_eagerly=True)
+    x = np.arange(num_examples, dtype=np.float32).reshape(-1, 1)
+    try:
+        if data == "arrays":
+            model.fit(x, x, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0)
+        else:
+            ds = tf_dataset(x, x, batch_size, seed=shuffle_seed)
+            model.fit(ds, epochs=epochs, shuffle=False, verbose=0)
+    finally:
+        _runtime.set_op_determinism(determinism)
+    return [seen[e * num_examples : (e + 1) * num_examples] for e in range(epochs)]
