@@ -37,7 +37,8 @@ _EPOCH_LOOP = (
     "{reseed}"
     "        history = model.fit(x, y, batch_size=100, shuffle=True, verbose=0)  # shuffled by fit"
 )
-_OPTS = '"TF_ENABLE_ONEDNN_OPTS"] = "1"'
+_OPTS = 'os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"  # TensorFlow\'s oneDNN kernels, chosen as below'
+_EIGEN = 'os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"  # TensorFlow\'s Eigen kernels instead'
 _THREADS = (
     'os.environ["TF_NUM_INTRAOP_THREADS"] = "1"'
     "  # how an op splits its sums changes their rounding\n"
@@ -65,7 +66,11 @@ VARIANTS: dict[str, Variant] = {
                     "import tensorflow as tf  # noqa: E402\n"
                     "from reprodl.keras import RecordRun  # noqa: E402  (changes nothing else)\n",
                 ),
-                ("verbose=0)  # shuffled", "verbose=0, callbacks=[RecordRun()])  # shuffled"),
+                (
+                    "SEED = 0\n",
+                    "SEED = 0\nRECORD = RecordRun()  # one recorder for the whole run\n",
+                ),
+                ("verbose=0)  # shuffled", "verbose=0, callbacks=[RECORD])  # shuffled"),
             ),
         ),
         Variant(
@@ -102,7 +107,7 @@ VARIANTS: dict[str, Variant] = {
         Variant(
             "eigen-threads",
             "TensorFlow's Eigen kernels (oneDNN's ops off) and the thread count left to the caller",
-            ((_OPTS, '"TF_ENABLE_ONEDNN_OPTS"] = "0"'), (_THREADS, "")),
+            ((_OPTS, _EIGEN), (_THREADS, "")),
         ),
         Variant(
             "broken",
@@ -111,7 +116,7 @@ VARIANTS: dict[str, Variant] = {
                 (_SEED + "\n", ""),
                 (", kernel_initializer=keras.initializers.GlorotUniform(1)", ""),
                 (", kernel_initializer=keras.initializers.GlorotUniform(3)", ""),
-                (_OPTS, '"TF_ENABLE_ONEDNN_OPTS"] = "0"'),
+                (_OPTS, _EIGEN),
                 (_THREADS, ""),
             ),
         ),
