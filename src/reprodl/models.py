@@ -141,6 +141,36 @@ def deep_cnn(
     )
 
 
+def row_lstm(seed: int = 0, units: int = 64) -> Any:
+    """An LSTM that reads a digit row by row (28 steps of 28 pixels), then a dense softmax layer.
+
+    Not one of the registry's models: chapter 11 trains it with Keras ``fit``. Every initialiser
+    is seeded (the recurrent kernel's orthogonal one too). On a GPU Keras would run this layer as
+    one cuDNN kernel (its defaults: tanh, sigmoid, no recurrent dropout, not unrolled); on the CPU
+    it runs TensorFlow's generic loop.
+    """
+    import keras
+
+    seeds = layer_seeds(seed, 3)
+    return keras.Sequential(
+        [
+            keras.Input((28, 28)),
+            keras.layers.LSTM(
+                units,
+                kernel_initializer=keras.initializers.GlorotUniform(seed=seeds[0]),
+                recurrent_initializer=keras.initializers.Orthogonal(seed=seeds[1]),
+                name="lstm",
+            ),
+            keras.layers.Dense(
+                10,
+                kernel_initializer=keras.initializers.GlorotUniform(seed=seeds[2]),
+                name="logits",
+            ),
+        ],
+        name="row_lstm",
+    )
+
+
 def build(name: str, seed: int = 0, **kwargs: Any) -> Any:
     """Build a model by name: ``softmax``, ``mlp`` or ``cnn``."""
     builders = {"softmax": softmax_regression, "mlp": mlp, "cnn": deep_cnn}
