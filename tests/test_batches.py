@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from reprodl import batches
+from reprodl.errors import UsageError
 
 
 def test_epoch_permutation_is_a_function_of_seed_and_epoch():
@@ -90,3 +91,26 @@ def test_make_stream_orders():
     assert np.array_equal(first.next(6), expected)
     with pytest.raises(batches.UsageError, match="unknown order 'sorted'; choose one of seeded"):
         batches.make_stream(6, "sorted", seed=0)
+
+
+def test_keras_fit_repeats_one_order_every_epoch_once_a_global_seed_is_set():
+    seeded = batches.keras_fit_orders(12, 4, 3, global_seed=0)
+    assert all(sorted(order) == list(range(12)) for order in seeded)
+    assert seeded[0] == seeded[1] == seeded[2]  # Keras 3.15 / TF 2.21 on NumPy arrays
+    assert batches.keras_fit_orders(12, 4, 3, global_seed=0) == seeded
+    unseeded = batches.keras_fit_orders(12, 4, 3, global_seed=None)
+    assert len({tuple(order) for order in unseeded}) == 3
+
+
+def test_a_seeded_tf_data_pipeline_reshuffles_each_epoch_and_reproduces():
+    orders = batches.keras_fit_orders(12, 4, 3, global_seed=0, data="dataset", shuffle_seed=4)
+    assert len({tuple(order) for order in orders}) == 3
+    again = batches.keras_fit_orders(12, 4, 3, global_seed=0, data="dataset", shuffle_seed=4)
+    assert again == orders
+    other = batches.keras_fit_orders(12, 4, 3, global_seed=1, data="dataset", shuffle_seed=4)
+    assert other != orders  # TensorFlow combines the global seed and the op's own seed
+
+
+def test_keras_fit_orders_rejects_unknown_data():
+    with pytest.raises(UsageError, match="arrays"):
+        batches.keras_fit_orders(12, 4, 1, global_seed=0, data="generator")
