@@ -36,7 +36,7 @@ from reprodl.errors import (
         (
             ["fly"],
             "python -m reprodl: error: argument COMMAND: invalid choice: 'fly' (choose from "
-            "'train', 'compare', 'bisect', 'decompose', 'crosscheck', 'env')",
+            "'train', 'compare', 'bisect', 'decompose', 'crosscheck', 'check', 'env')",
         ),
         (
             ["train", "--model", "resnet", "--steps", "1"],
@@ -156,7 +156,7 @@ def test_version_in_a_fresh_process():
 
 @pytest.mark.parametrize(
     "argv",
-    [[], ["train"], ["compare"], ["bisect"], ["decompose"], ["crosscheck"], ["env"]],
+    [[], ["train"], ["compare"], ["bisect"], ["decompose"], ["crosscheck"], ["check"], ["env"]],
     ids=lambda argv: " ".join(argv) or "top",
 )
 def test_help_is_plain_text(argv, capsys):
@@ -173,7 +173,7 @@ def test_top_level_help_lists_the_commands_and_exit_statuses(capsys):
         main(["--help"])
     out = capsys.readouterr().out
     listed = re.findall(r"^    (\w+)", out, flags=re.MULTILINE)
-    assert listed == ["train", "compare", "bisect", "decompose", "crosscheck", "env"]
+    assert listed == ["train", "compare", "bisect", "decompose", "crosscheck", "check", "env"]
     assert "  --version " in out and "  --debug " in out
     assert "\nexit status:\n  0  success" in out
 
@@ -270,6 +270,8 @@ def test_a_bug_in_a_fresh_process_exits_1_with_its_traceback(tmp_path):
         ("bisect", SubprocessError("s"), 2),
         ("replay", RecordError("r"), 2),
         ("crosscheck", CrossCheckError("x"), 2),
+        ("check", SubprocessError("s"), 2),
+        ("check", RecordError("r"), 2),
     ],
 )
 def test_exit_status_per_command_and_error(command, error, status):

@@ -1,5 +1,5 @@
 """Command line: ``python -m reprodl COMMAND``: train, compare, bisect, decompose, crosscheck,
-env (and replay).
+check, env (and replay).
 
 ``train`` prints only deterministic lines on stdout (loss, accuracy, fingerprint), so two runs can
 be compared with ``diff``; the wall-clock time goes to stderr. With ``--record FILE`` it also saves
@@ -12,14 +12,23 @@ setting of the pins, which CPUs give the same bits (:mod:`reprodl.crosscheck`); 
 the pinned setting differs between CPUs, 2 when a run failed (the other CPUs' records are still
 written) or a record is unusable.
 
+``check [options] -- COMMAND ...`` runs a user's training command several times in fresh
+processes, plain and with one perturbation per extra run (``--vary threads|hash-seed|isa|order``),
+compares the run records (:class:`reprodl.keras.RecordRun` writes them to ``$REPRODL_RECORD``) or
+the files named by ``--output``, and prints ``identical`` or where and why the runs diverge
+(:mod:`reprodl.check`); exit status 1 when they diverge, 2 when a run fails, hangs past
+``--timeout`` or writes nothing usable. The command runs in the caller's environment: the pins
+that importing :mod:`reprodl.runtime` writes into this process are undone for it.
+
 ``decompose`` trains a model once per seed and condition (vary only the initialisation, only the
 batch order, only the dropout masks, or all), saving a record after every run
 (:mod:`reprodl.decomposition`), and prints the spread each source causes.
 
-Exit status: 0 success (compare/bisect: the runs are identical); 1 compare/bisect: the runs
-diverge, train/decompose: bad or missing data or checkpoint; 2 usage error, or (compare/bisect/
-replay/decompose) a record that is corrupt, missing or cannot be compared or resumed, or a replay
-that failed; decompose also refuses to overwrite an existing record without --resume.
+Exit status: 0 success (compare/bisect/check: the runs are identical); 1 compare/bisect/check:
+the runs diverge, train/decompose: bad or missing data or checkpoint; 2 usage error, or (compare/
+bisect/replay/decompose/check) a record that is corrupt, missing or cannot be compared or resumed,
+a replay that failed, or a checked run that failed, hung or wrote nothing; decompose also refuses
+to overwrite an existing record without --resume.
 
 Only the package's own errors (:class:`reprodl.errors.ReprodlError`) are reported as
 ``error: message`` with these statuses; ``--debug`` adds their traceback. Any other exception is
@@ -28,11 +37,17 @@ a bug and propagates with its traceback.
 
 from __future__ import annotations
 
-from reprodl import runtime as _runtime  # noqa: F401  (pins the process before NumPy loads)
+# First: reprodl.check keeps the environment this process started with (the user's), which the
+# next import changes; check runs the user's command in the user's environment.
+from reprodl import check
+
+# isort: split
+from reprodl import runtime as _runtime  # (pins the process before NumPy loads)
 
 # isort: split
 import argparse
 import json
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -68,11 +83,11 @@ Train MNIST models bit-exactly, and compare, bisect and repeat recorded runs: th
 of the reprodl book. 'python -m reprodl COMMAND --help' lists the options of a command."""
 EPILOG = """\
 exit status:
-  0  success (compare, bisect: the runs are identical)
-  1  compare, bisect: the runs diverge; crosscheck: the pinned setting differs between CPUs;
-     train, decompose: missing or bad MNIST data or checkpoint
+  0  success (compare, bisect, check: the runs are identical)
+  1  compare, bisect, check: the runs diverge; crosscheck: the pinned setting differs between
+     CPUs; train, decompose: missing or bad MNIST data or checkpoint
   2  usage error; a record that is corrupt, missing or cannot be compared or resumed; a failed
-     run or replay
+     run or replay; check: a run that failed, hung or wrote no record or output
 Errors are printed as one line 'error: ...'; --debug adds the traceback."""
 
 #: Subcommands that work but are not listed in the help (``replay`` is run by ``bisect``).
@@ -199,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decompose_parser(sub)
     _add_replay_parser(sub)
     _add_crosscheck_parser(sub)
+    _add_check_parser(sub)
     _add_env_parser(sub)
     for command in sub.choices.values():  # --debug also after the command
         command.add_argument(
@@ -361,6 +377,109 @@ def _add_crosscheck_parser(sub: _Subparsers) -> None:
     cc.add_argument("--against", metavar="DIR", help="compare with the records in DIR")
     cc.add_argument("--jobs", type=_positive_int, default=2, help="emulators at a time")
     cc.add_argument("--timeout", type=_positive_float, default=1800, help="seconds per process")
+
+
+CHECK_DESCRIPTION = """\
+Run COMMAND (your training) several times in fresh processes and say whether it gives the same
+bits every time. The plain runs (--runs N, default 2) get your environment unchanged, plus
+REPRODL_RECORD=<folder>/run-K.json: add reprodl.keras.RecordRun() to the callbacks of fit and it
+writes a run record there (--every K sets REPRODL_RECORD_EVERY, its digest interval). Each --vary
+adds one run with exactly one change:
+  threads    TF_NUM_INTRAOP_THREADS and OMP_NUM_THREADS: 1 <-> 2 (unset: 1, or 2 on one core)
+  hash-seed  PYTHONHASHSEED: n -> n+1 (unset: every run already has its own, no extra run)
+  isa        ONEDNN_MAX_CPU_ISA: AVX2 -> AVX512_CORE where the CPU has it, else AVX;
+             AVX512_CORE -> AVX2; AVX -> AVX2 (unset counts as the CPU's best)
+  order      TF_NUM_INTEROP_THREADS: 1 <-> 2 (unset: 1): independent ops run in another order
+A command that sets the variable itself (os.environ[...] = ... before importing TensorFlow)
+overrides the change, and that run is then reported identical: which is the point, it shows
+that the command is robust to it.
+
+Run 1 is compared with every other run, step by step and variable by variable (as 'compare'
+does), or, for a command without the callback, the file it writes: --output FILE, which must
+appear in the command's arguments (--output FILE, --output=FILE or FILE); each run gets a path of
+its own there, and the files are compared byte for byte. The verdict on stdout: 'identical: ...'
+or 'diverged: run K (...) differs from run 1 at step S, variable V', one line per run, the
+likely cause (plain runs that differ: a seed not fixed, an unseeded data order, a
+nondeterministic op; a perturbed run alone: the result depends on what it changed, pin it) and
+the first difference in full. One progress line per run goes to stderr."""
+CHECK_EPILOG = """\
+example:
+  python -m reprodl check --vary threads,isa -- python train.py --epochs 1
+
+exit status:
+  0  every run is identical to run 1
+  1  the runs diverge
+  2  usage error (no command, a command not found, --output not in the command); a run that
+     failed, ran past --timeout (its whole process group is stopped) or wrote no record or
+     output, or a record that cannot be read; the error names the run and quotes its stderr"""
+
+
+def _at_least_two(text: str) -> int:
+    value = _positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"expected at least 2 runs to compare, got {text!r}")
+    return value
+
+
+def _perturbations(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",")]
+    unknown = [name for name in names if name not in check.PERTURBATIONS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"expected {', '.join(check.PERTURBATIONS)} (or a comma list), got {unknown[0]!r}"
+        )
+    return names
+
+
+def _add_check_parser(sub: _Subparsers) -> None:
+    """Add the ``check`` command: run a user's command several times, compare the runs."""
+    ck = sub.add_parser(
+        "check",
+        help="run your training command several times (and perturbed); say whether it reproduces",
+        description=CHECK_DESCRIPTION,
+        epilog=CHECK_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="%(prog)s [-h] [--runs N] [--vary WHAT[,WHAT]] [--output FILE]\n"
+        "       [--timeout SECONDS] [--keep DIR] [--every K] -- COMMAND ...",
+    )
+    ck.add_argument(
+        "--runs", type=_at_least_two, default=2, metavar="N", help="plain runs (default: 2)"
+    )
+    ck.add_argument(
+        "--vary",
+        type=_perturbations,
+        action="append",
+        default=[],
+        metavar="WHAT",
+        help="threads, hash-seed, isa or order: one extra run with that change (repeatable, "
+        "or a comma list)",
+    )
+    ck.add_argument(
+        "--output",
+        metavar="FILE",
+        help="compare the file the command writes, named FILE in its arguments (for a command "
+        "without reprodl.keras.RecordRun)",
+    )
+    ck.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=1800,
+        metavar="SECONDS",
+        help="stop a run (and every process it started) after this long (default: 1800)",
+    )
+    ck.add_argument(
+        "--keep",
+        metavar="DIR",
+        help="keep the records, outputs and each run's stdout/stderr in DIR (default: a "
+        "temporary folder, removed)",
+    )
+    ck.add_argument(
+        "--every",
+        type=_positive_int,
+        metavar="K",
+        help="record per-variable digests every K steps (REPRODL_RECORD_EVERY)",
+    )
+    ck.add_argument("check_command", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
 
 def _add_env_parser(sub: _Subparsers) -> None:
@@ -675,6 +794,32 @@ def _crosscheck(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
     return 2 if failed else 0 if pinned_ok else 1
 
 
+def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Run ``check``: the command several times, the verdict on stdout, progress on stderr."""
+    command = list(args.check_command)
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        parser.error("check: no command to run: put it after --, e.g. check -- python train.py")
+    vary = [name for names in args.vary for name in names]
+    twice = sorted({name for name in vary if vary.count(name) > 1})
+    if twice:
+        parser.error(f"check: --vary {twice[0]} is given twice")
+    result = check.run(
+        command,
+        env=check.caller_environment(check.STARTUP_ENV, os.environ, _runtime.PINNED_ENV),
+        runs=args.runs,
+        vary=vary,
+        output=args.output,
+        timeout=args.timeout,
+        keep=args.keep,
+        every=args.every,
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
+    )
+    print(result)
+    return result.exit_status
+
+
 def _env(args: argparse.Namespace) -> int:
     from reprodl import runtime
 
@@ -704,6 +849,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[s
         return _decompose(args, command)
     if args.command == "crosscheck":
         return _crosscheck(parser, args)
+    if args.command == "check":
+        return _check(parser, args)
     runners = {"compare": _compare, "bisect": _bisect, "replay": _replay, "env": _env}
     return runners[args.command](args)
 
