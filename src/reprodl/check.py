@@ -65,6 +65,7 @@ __all__ = [
     "Run",
     "Variation",
     "caller_environment",
+    "record_once",
     "run",
     "variation",
 ]
@@ -767,3 +768,31 @@ def run(
         output=output,
         hash_seed_unset=base.get(_HASH_SEED) in (None, "random"),
     )
+
+
+def record_once(
+    command: Sequence[str],
+    folder: str | os.PathLike[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> RunRecord:
+    """Run ``command`` once, as a plain run of :func:`run` would, and return the record it wrote
+    (``FOLDER/run-1.json``, kept with its logs); errors as in :func:`run`."""
+    command = list(command)
+    if not command:
+        raise UsageError("no command to run")
+    base = dict(os.environ if env is None else env)
+    _require_program(command[0], base)
+    folder = Path(folder).absolute()
+    folder.mkdir(parents=True, exist_ok=True)
+    plan = [Variation()]
+    run_, wrote_record, _ = _run_once(
+        plan, 1, command=command, base=base, folder=folder, output=None, timeout=timeout, kept=True
+    )
+    if not wrote_record or run_.record is None:
+        raise SubprocessError(
+            f"{run_.name} wrote no run record: "
+            "add reprodl.keras.RecordRun() to the callbacks of fit"
+        )
+    return run_.record

@@ -16,10 +16,26 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from reprodl.errors import UsageError
 
-__all__ = ["SCRIPT", "VARIANTS", "Variant", "command", "diff", "names", "source", "write"]
+if TYPE_CHECKING:
+    from reprodl.check import CheckResult
+    from reprodl.records import RunRecord
+
+__all__ = [
+    "SCRIPT",
+    "VARIANTS",
+    "Variant",
+    "check",
+    "command",
+    "diff",
+    "names",
+    "record",
+    "source",
+    "write",
+]
 
 #: The recipe's file name (in ``reprodl/examples/``; ``examples/`` of the repository links to it).
 SCRIPT = "train_keras.py"
@@ -169,3 +185,37 @@ def command(
 def names(variants: Sequence[str]) -> str:
     """How a report names a combination of variants: ``recipe``, or ``recipe + a + b``."""
     return " + ".join(["recipe", *variants])
+
+
+def check(
+    folder: str | os.PathLike[str],
+    data_dir: str | os.PathLike[str],
+    *variants: str,
+    args: Sequence[str] = (),
+    **options: Any,
+) -> CheckResult:
+    """Write the recipe with ``variants`` into ``folder`` and check it with
+    :func:`reprodl.check.run` (``options``: ``runs``, ``vary``, ``output``, ...; with ``output``,
+    the script is told to write that file). Nothing is printed while it runs."""
+    from reprodl import check as checker
+
+    script = write(folder, *variants)
+    extra = ["--output", options["output"]] if options.get("output") else []
+    return checker.run(command(script, data_dir, *args, *extra), **options)
+
+
+def record(
+    folder: str | os.PathLike[str],
+    data_dir: str | os.PathLike[str],
+    *variants: str,
+    args: Sequence[str] = (),
+) -> RunRecord:
+    """Run the recipe with ``variants`` and the recorder once, in a fresh process; its record.
+
+    The script and its record are kept in ``folder``: ``NAME.py`` and ``NAME/run-1.json``.
+    """
+    from reprodl import check as checker
+
+    names_ = (*variants, "recorded") if "recorded" not in variants else variants
+    script = write(folder, *names_)
+    return checker.record_once(command(script, data_dir, *args), script.with_suffix(""))
