@@ -32,7 +32,9 @@ def test_round_trip_is_exact(tmp_path):
     assert np.isnan(back.losses[4]) and back.losses[5] == np.inf and back.losses[6] == -np.inf
     assert back.source == str(path) and rec.source == str(path)
     payload = json.loads(path.read_text())
-    assert payload["format"] == "reprodl.run-record" and payload["version"] == 1
+    assert payload["format"] == "reprodl.run-record" and payload["version"] == 2
+    assert payload["meta"]["source"] == "reprodl" and payload["meta"]["loss"] == "step"
+    assert payload["meta"]["interrupted"] is None
     assert payload["losses"][4:7] == ["NaN", "Infinity", "-Infinity"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]  # no temp file left
 
@@ -84,7 +86,10 @@ CORRUPT_JSON = {
 CORRUPT_FIELDS = {
     "wrong format": (_set("format", "something-else"), "not a run record (format"),
     "no format": (_set("format", _DELETE), "no 'format' field"),
-    "wrong version": (_set("version", 2), "version 2 is not supported"),
+    "wrong version": (
+        _set("version", 3),
+        "record format version 3 is not supported (this reprodl reads versions 1 and 2",
+    ),
     "missing losses": (_set("losses", _DELETE), "missing field 'losses'"),
     "missing final digest": (_set("final_digest", _DELETE), "missing field 'final_digest'"),
     "missing meta field": (_set("meta.seed", _DELETE), "missing field 'meta.seed'"),
@@ -106,7 +111,7 @@ CORRUPT_FIELDS = {
     "variables": (_set("variables", []), "'variables' must be a non-empty list"),
     "variable kind": (
         lambda p: p["variables"][0].__setitem__("kind", "x"),
-        "field 'variables[0].kind' must be 'weight' or 'rng', got 'x'",
+        "field 'variables[0].kind' must be 'weight' or 'rng' or 'optimizer', got 'x'",
     ),
     "variable name": (lambda p: p["variables"][1].pop("name"), "missing field 'variables[1].name'"),
     "same name twice": (
@@ -135,12 +140,32 @@ CORRUPT_FIELDS = {
         lambda p: p["losses"].__setitem__(0, True),
         "the loss of step 1 is not a number (True)",
     ),
-    "a boolean version": (_set("version", True), "missing or invalid 'version' (expected 1)"),
+    "a boolean version": (_set("version", True), "missing or invalid 'version' (expected 2)"),
     "step with a zero": (_set("digests.04", {}), "digest step '04' is not a step number"),
     "step after the last": (_set("digests.16", {}), "digests for step 16, after the last step 12"),
     "digest with a newline": (
         _set("digests.4.net/dense/bias", "a" * 64 + "\n"),
         "bad digest of net/dense/bias at step 4 (not 64 hex digits)",
+    ),
+    "missing source": (_set("meta.source", _DELETE), "missing field 'meta.source'"),
+    "missing interrupted": (_set("meta.interrupted", _DELETE), "missing field 'meta.interrupted'"),
+    "unknown source": (
+        _set("meta.source", "pytorch"),
+        "field 'meta.source' must be 'reprodl' or 'keras', got 'pytorch'",
+    ),
+    "unknown loss kind": (_set("meta.loss", "mean"), "field 'meta.loss' must be 'step' or"),
+    "empty interruption": (_set("meta.interrupted", ""), "meta.interrupted"),
+    "loop record without run": (
+        _set("meta.run", None),
+        "field 'meta.run' must be the run's RunSpec in a record of the package's loop, got None",
+    ),
+    "loop record without seed": (
+        _set("meta.seed", None),
+        "field 'meta.seed' must be an integer in a record of the package's loop, got None",
+    ),
+    "loop record of running means": (
+        _set("meta.loss", "keras logs"),
+        "field 'meta.loss' must be 'step' in a record of the package's loop, got 'keras logs'",
     ),
     "checkpoint without digests": (
         _set("meta.checkpoints", {"dir": "run.ckpt", "every": 3}),
@@ -297,3 +322,76 @@ def test_save_run_takes_keywords_only_and_refuses_a_resumed_run(tmp_path):
 def test_steps_text_shortens_long_lists():
     assert records.steps_text([0, 4, 8]) == "0, 4, 8"
     assert records.steps_text(list(range(0, 101, 10))) == "0, 10, 20, ..., 100"
+
+
+# --- format version 2: Keras callback records; version 1 files --------------------------------
+
+
+def _keras_like(**meta) -> RunRecord:
+    """A synthetic record as :class:`reprodl.keras.RecordRun` writes them."""
+    rec = synthetic_record()
+    rec.meta.update({"source": "keras", "run": None, "seed": None, "batch_size": None, **meta})
+    return rec
+
+
+def test_version_1_files_still_load_as_package_loop_records(tmp_path):
+    path = records.save(synthetic_record(), tmp_path / "v2.json")
+    payload = json.loads(path.read_text())
+    for key in ("source", "loss", "interrupted"):
+        del payload["meta"][key]
+    payload["version"] = 1
+    old = tmp_path / "v1.json"
+    old.write_text(json.dumps(payload))
+    back = records.load(old)
+    assert (back.meta["source"], back.meta["loss"], back.meta["interrupted"]) == (
+        "reprodl",
+        "step",
+        None,
+    )
+    assert back.replayable and back.interrupted is None
+    assert json.loads(old.read_text())["version"] == 1  # the file itself is not rewritten
+    new = records.load(path)
+    assert back.meta == new.meta and back.digests == new.digests
+    payload["meta"]["seed"] = None  # version 1 has no null seeds
+    old.write_text(json.dumps(payload))
+    with pytest.raises(RecordError, match="'meta.seed' must be an integer in a record of the"):
+        records.load(old)
+
+
+def test_keras_callback_records_round_trip(tmp_path):
+    rec = _keras_like(interrupted="SIGTERM")
+    rec.variables[2]["kind"] = "optimizer"  # not a weight: the final digest stays
+    back = records.load(records.save(rec, tmp_path / "k.json"))
+    assert back.meta == rec.meta and back.variables == rec.variables
+    assert not back.replayable and back.interrupted == "SIGTERM" and back.meta["seed"] is None
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            {"run": {"model": "mlp"}},
+            "field 'meta.run' must be null in a Keras callback's record, got {'model': 'mlp'}",
+        ),
+        (
+            {"checkpoints": {"dir": "k.ckpt", "every": 4}},
+            "field 'meta.checkpoints' must be null in a Keras callback's record",
+        ),
+        ({"loss": "mean"}, "field 'meta.loss' must be 'step' or 'keras logs', got 'mean'"),
+    ],
+)
+def test_invalid_keras_callback_records(change, expected):
+    payload = records.to_json(_keras_like())
+    payload["meta"].update(change)
+    with pytest.raises(RecordError, match=f"^<memory>: {re.escape(expected)}"):
+        records.from_json(payload)
+
+
+def test_records_of_other_recorders_or_losses_cannot_be_compared():
+    loop, keras_rec = _named(synthetic_record(), "a.json"), _named(_keras_like(), "b.json")
+    with pytest.raises(RecordError, match=r"different recorders \(reprodl and keras\)"):
+        records.check_comparable(loop, keras_rec)
+    logs = _named(_keras_like(loss="keras logs"), "c.json")
+    with pytest.raises(RecordError, match=r"different kinds of losses \(step and keras logs\)"):
+        records.check_comparable(keras_rec, logs)
+    records.check_comparable(keras_rec, _keras_like())  # two callback records compare

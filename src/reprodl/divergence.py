@@ -17,6 +17,10 @@ first difference shows. This module does it from two run records (:mod:`reprodl.
   replay is checked against its own record, so a hidden setting that the record does not capture
   shows up as "does not reproduce its record" instead of a wrong answer.
 
+Records of a Keras callback (:class:`reprodl.keras.RecordRun`) compare like the loop's own; they
+cannot be replayed (the callback cannot know how to rebuild the run), so :func:`bisect` refuses
+them with a :class:`~reprodl.errors.RecordError`.
+
 ``python -m reprodl compare A B`` and ``python -m reprodl bisect A B`` print the same reports.
 """
 
@@ -135,6 +139,7 @@ class Comparison:
             f"model {a.meta['model']}, {a.steps} steps; state digests at steps "
             f"{records.steps_text(self.digest_steps)}",
         ]
+        out += self._note_lines()
         out += self._meta_lines()
         out += self._loss_lines()
         out += self._weight_lines()
@@ -149,6 +154,20 @@ class Comparison:
             out.append("verdict: identical (every loss and every recorded digest agree)")
         else:
             out.append(f"verdict: the runs diverge; first difference at step {self.first_step}")
+        return out
+
+    def _note_lines(self) -> list[str]:
+        """Lines only for records that need them: partial records, losses that are not steps'."""
+        out = [
+            f"{label} is partial: the run was interrupted ({rec.interrupted})"
+            for label, rec in (("A", self.a), ("B", self.b))
+            if rec.interrupted
+        ]
+        if self.a.meta["loss"] == "keras logs":
+            out.append(
+                "losses: what Keras logged after each step (its own train_step logs the epoch's "
+                "running mean), not each step's own loss"
+            )
         return out
 
     def _meta_lines(self) -> list[str]:
@@ -335,6 +354,7 @@ def replay(rec: RunRecord, start: int, end: int, *, data: Split | None = None) -
     """
     from reprodl import training
 
+    _check_replayable(rec)
     spec = training.RunSpec.from_dict(rec.meta["run"]).resolved()
     ckpt = _checkpoint(rec, start)
     if data is None:
@@ -507,6 +527,17 @@ class Bisection:
         return "\n".join(self.lines())
 
 
+def _check_replayable(rec: RunRecord) -> None:
+    """Raise :class:`RecordError` unless ``rec`` holds what a replay needs (a RunSpec)."""
+    if rec.replayable:
+        return
+    if rec.meta.get("source") == "keras":
+        raise RecordError(
+            f"{rec.name}: recorded by a Keras callback: it cannot be replayed; use compare"
+        )
+    raise RecordError(f"{rec.name}: the record has no RunSpec (meta.run): it cannot be replayed")
+
+
 def _isolate(rec: RunRecord) -> list[str]:
     from reprodl import training
 
@@ -527,6 +558,10 @@ def bisect(
     this process does not have; ``True`` always does (``data`` must then be MNIST's); ``False``
     never does. ``data`` is the training split for in-process replays (default: MNIST's).
     """
+    a = a if isinstance(a, RunRecord) else records.load(a)
+    b = b if isinstance(b, RunRecord) else records.load(b)
+    for rec in (a, b):
+        _check_replayable(rec)
     cmp = compare(a, b)
     result = Bisection(comparison=cmp)
     if cmp.identical:

@@ -1,25 +1,33 @@
 """Run records: one JSON file per training run, enough to find where two runs diverge.
 
 A run record is written by ``python -m reprodl train ... --record FILE``, :func:`save_run` or
-:func:`reprodl.divergence.record`, and read by :func:`load`, which raises :class:`RecordError`
-(naming the file and the field) for anything that is not a valid record. The structure (fields,
-types, ranges) is the JSON Schema ``reprodl/schemas/run_record.schema.json``, shipped with the
-package; what the fields mean (below) is checked here. Files are written atomically (a temp file
-in the same folder, then a rename). This module needs NumPy only, not TensorFlow.
+:func:`reprodl.divergence.record` (the package's own loop), or by the Keras callback
+:class:`reprodl.keras.RecordRun` during any ``model.fit``; it is read by :func:`load`, which raises
+:class:`RecordError` (naming the file and the field) for anything that is not a valid record. The
+structure (fields, types, ranges) is the JSON Schema ``reprodl/schemas/run_record.schema.json``,
+shipped with the package; what the fields mean (below) is checked here. Files are written
+atomically (a temp file in the same folder, then a rename). This module needs NumPy only, not
+TensorFlow, and importing it changes nothing in the process (it does not pin).
 
-Format ``reprodl.run-record``, version 1 (a JSON object)::
+Format ``reprodl.run-record``, version 2 (a JSON object)::
 
     {
       "format": "reprodl.run-record",
-      "version": 1,
+      "version": 2,
       "meta": {
-        "model": "mlp", "seed": 0, "batch_size": 100, "steps": 200,
-        "run": {...},              # the RunSpec: everything needed to replay the run
-        "command": [...] | null,   # the command line, for runs started from the shell
-        "settings": {...},         # reprodl.runtime.pinned_settings() during the run
+        "model": "mlp",            # the model's name (a Keras callback: ``model.name``)
+        "seed": 0 | null, "batch_size": 100 | null,   # null: a Keras callback cannot know them
+        "steps": 200,
+        "run": {...} | null,       # the RunSpec, everything needed to replay the run; null for
+                                   # a Keras callback's record (it cannot be replayed)
+        "command": [...] | null,   # the command line (a Keras callback: the process's sys.argv)
+        "settings": {...},         # the pinned settings during the run (environment, threads)
         "versions": {...},         # python, numpy, tensorflow, keras, reprodl
         "digest_every": 50,        # 0: digests before the first and after the last step only
-        "checkpoints": {"dir": "a.ckpt", "every": 50} | null   # dir relative to this file
+        "checkpoints": {"dir": "a.ckpt", "every": 50} | null,  # dir relative to this file
+        "source": "reprodl" | "keras",          # the package's loop, or a Keras callback
+        "loss": "step" | "keras logs",          # what the losses are (below)
+        "interrupted": null | "SIGTERM"         # why the run stopped early: the record is partial
       },
       "variables": [{"name": "mlp/hidden_1/kernel", "shape": [784, 128],
                      "dtype": "float32", "kind": "weight"}, ...],
@@ -28,18 +36,30 @@ Format ``reprodl.run-record``, version 1 (a JSON object)::
       "final_digest": "<64 hex digits>"
     }
 
-- ``variables`` lists the model's state in order, each name once: weights (``kind``
-  ``"weight"``) and random generator states such as a Dropout layer's ``seed_generator_state``
-  (``kind`` ``"rng"``).
+- ``variables`` lists the run's state in order, each name once: weights (``kind`` ``"weight"``),
+  random generator states such as a Dropout layer's ``seed_generator_state`` (``"rng"``) and, in a
+  Keras callback's records, the optimizer's variables: its iteration counter, learning rate and
+  slots such as Adam's moments (``"optimizer"``).
 - ``losses[i]`` is the loss of step ``i + 1``: the exact float32 value written as a JSON number
   (its float64 value, which reads back exactly); ``"NaN"``, ``"Infinity"``, ``"-Infinity"`` for
-  non-finite losses. There are ``meta.steps`` of them.
+  non-finite losses. There are ``meta.steps`` of them. With ``meta.loss`` ``"step"`` it is that
+  step's own loss (the one its gradient was taken of); with ``"keras logs"`` it is what Keras
+  passed in ``logs["loss"]`` after the step, which for Keras's own ``train_step`` is the running
+  mean of the epoch's step losses so far, weighted by batch size (a Keras callback records this
+  only where it cannot see the step's own loss).
 - ``digests`` maps a step (as a string; ``"0"`` is the state before training) to the SHA-256 of
   each declared variable, in their order, after that step
   (:func:`reprodl.fingerprint.array_digest`). Steps ``0`` and ``meta.steps`` are always present,
   and so is every checkpoint step; no step is after ``meta.steps``.
 - ``final_digest`` is the fingerprint of the final weights (:func:`reprodl.fingerprint.
   weights_digest`): it must equal the combination of the weight digests of the last step.
+- ``meta.interrupted`` is null for a run that ended normally; otherwise the record was written when
+  the run was stopped (a signal, an exception) and covers the steps up to the last state it could
+  vouch for.
+
+Version 1 files (written before the Keras callback existed) still load: they are package-loop
+records, read as version 2 with ``source`` ``"reprodl"``, ``loss`` ``"step"`` and ``interrupted``
+null. A :class:`RunRecord` built in code without those three fields gets the same defaults.
 """
 
 from __future__ import annotations
@@ -62,6 +82,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FORMAT",
+    "LOSS_KINDS",
+    "READS",
+    "SOURCES",
     "VERSION",
     "RecordError",
     "RunRecord",
@@ -76,9 +99,17 @@ __all__ = [
 ]
 
 FORMAT = "reprodl.run-record"
-VERSION = 1
+VERSION = 2
+#: The versions :func:`load` reads (older ones are converted in memory).
+READS = (1, 2)
 #: The name of the record's JSON Schema in :mod:`reprodl.schemas`.
 SCHEMA = "run_record"
+#: Who wrote a record (``meta.source``): the package's loop, or :class:`reprodl.keras.RecordRun`.
+SOURCES = ("reprodl", "keras")
+#: What ``losses`` are (``meta.loss``): each step's own loss, or what Keras logged after it.
+LOSS_KINDS = ("step", "keras logs")
+#: The meta fields version 2 added, with their values for a version-1 (package-loop) record.
+_V1_META = {"source": "reprodl", "loss": "step", "interrupted": None}
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 
 
@@ -92,6 +123,9 @@ class RunRecord:
     digests: dict[int, dict[str, str]]
     final_digest: str
     source: str = field(default="", compare=False)  # the file it was read from or written to
+
+    def __post_init__(self) -> None:
+        self.meta = _upgrade_meta(self.meta)
 
     @property
     def steps(self) -> int:
@@ -107,6 +141,16 @@ class RunRecord:
     def name(self) -> str:
         """How reports call this record: its file, or ``<memory>``."""
         return self.source or "<memory>"
+
+    @property
+    def replayable(self) -> bool:
+        """Whether the run can be replayed (the package's loop stored its RunSpec in meta.run)."""
+        return self.meta.get("run") is not None
+
+    @property
+    def interrupted(self) -> str | None:
+        """Why the run stopped before its end (the record is partial), or None."""
+        return self.meta.get("interrupted")
 
     def checkpoint_dir(self) -> Path | None:
         """The folder of this run's checkpoints (resolved against the record's folder)."""
@@ -151,6 +195,9 @@ def from_training(
         "versions": runtime.versions(),
         "digest_every": digest_every,
         "checkpoints": dict(checkpoints) if checkpoints else None,
+        "source": "reprodl",
+        "loss": "step",
+        "interrupted": None,
     }
     digests = {0: dict(record.initial_digests)}
     digests.update({k: dict(v) for k, v in record.digests.items()})
@@ -248,8 +295,14 @@ def from_json(payload: Any, where: str = "<memory>") -> RunRecord:
     version = payload.get("version")
     if not isinstance(version, int) or isinstance(version, bool):
         fail(f"missing or invalid 'version' (expected {VERSION})")
-    if version != VERSION:
-        fail(f"record format version {version} is not supported (this reads {VERSION})")
+    if version not in READS:
+        reads = " and ".join(map(str, READS))
+        fail(
+            f"record format version {version} is not supported (this reprodl reads versions "
+            f"{reads}; a newer reprodl may read it)"
+        )
+    if version == 1:
+        payload = _upgrade_v1(payload)
     schemas.check(payload, SCHEMA, where)
 
     meta, variables = payload["meta"], payload["variables"]
@@ -291,6 +344,21 @@ def from_json(payload: Any, where: str = "<memory>") -> RunRecord:
     )
 
 
+def _upgrade_meta(meta: Any) -> Any:
+    """``meta`` with the fields version 2 added, as a package-loop record has them, where absent."""
+    if not isinstance(meta, dict) or all(k in meta for k in _V1_META):
+        return meta
+    return {**meta, **{k: v for k, v in _V1_META.items() if k not in meta}}
+
+
+def _upgrade_v1(payload: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 record as version 2 (in memory; the file is not changed)."""
+    payload = {**payload, "version": VERSION}
+    if isinstance(payload.get("meta"), dict):
+        payload["meta"] = {**payload["meta"], **_V1_META}
+    return payload
+
+
 def _losses(losses: list[Any], steps: int, fail: Callable[[str], NoReturn]) -> np.ndarray:
     """The stored losses as float32, each checked to be the exact value of a float32."""
     if len(losses) != steps:
@@ -316,6 +384,10 @@ def check_comparable(a: RunRecord, b: RunRecord) -> None:
 
     if a.meta["model"] != b.meta["model"]:
         fail(f"different models ({a.meta['model']} and {b.meta['model']})")
+    if a.meta["source"] != b.meta["source"]:
+        fail(f"recorded by different recorders ({a.meta['source']} and {b.meta['source']})")
+    if a.meta["loss"] != b.meta["loss"]:
+        fail(f"different kinds of losses ({a.meta['loss']} and {b.meta['loss']})")
     if a.variable_names != b.variable_names:
         only_a = [n for n in a.variable_names if n not in b.variable_names]
         only_b = [n for n in b.variable_names if n not in a.variable_names]
