@@ -136,6 +136,9 @@ def test_difference_before_training_and_meta_differences():
     text = str(result)
     assert "weights: differ already at step 0 (before training)" in text
     assert "settings.tf_intra_op_threads: 2 | 1" in text
+    without = result.lines(meta=False)
+    assert not any("settings" in line or line.startswith("meta") for line in without)
+    assert len(without) == len(result.lines()) - 2  # the header and the one difference
 
 
 def test_compare_reads_files_and_reports_deterministically(tmp_path):

@@ -130,8 +130,12 @@ class Comparison:
             return "undefined (NaN in both, with different bits)"
         return f"undefined (NaN in {'A' if nan_a else 'B'} only)"
 
-    def lines(self) -> list[str]:
-        """The report: plain lines, the same every time for the same two records."""
+    def lines(self, *, meta: bool = True) -> list[str]:
+        """The report: plain lines, the same every time for the same two records.
+
+        ``meta=False`` leaves out the records' metadata (commands, paths, versions): for a page
+        that must print the same text on every machine.
+        """
         a, b = self.a, self.b
         out = [
             f"A: {a.name}",
@@ -140,7 +144,8 @@ class Comparison:
             f"{records.steps_text(self.digest_steps)}",
         ]
         out += self._note_lines()
-        out += self._meta_lines()
+        if meta:
+            out += self._meta_lines()
         out += self._loss_lines()
         out += self._weight_lines()
         same = a.final_digest == b.final_digest

@@ -218,4 +218,6 @@ def record(
 
     names_ = (*variants, "recorded") if "recorded" not in variants else variants
     script = write(folder, *names_)
-    return checker.record_once(command(script, data_dir, *args), script.with_suffix(""))
+    rec = checker.record_once(command(script, data_dir, *args), script.with_suffix(""))
+    rec.source = names(variants)  # how reports name it (not a temporary path)
+    return rec
