@@ -707,3 +707,19 @@ def test_a_keras_script_with_unseeded_dropout_diverges_and_the_fixed_one_does_no
         r"identical: 3 runs \(2 plain, hash-seed\), 8 steps, fingerprint [0-9a-f]{16}",
         fixed.stdout.splitlines()[0],
     )
+
+
+def test_record_once_returns_the_one_run_and_keeps_it(env, tmp_path):
+    rec = check.record_once([*FAKE, "steady"], tmp_path / "one", env=env)
+    assert rec.steps == 12 and (tmp_path / "one" / "run-1.json").is_file()
+    again = check.record_once([*FAKE, "steady"], tmp_path / "two", env=env)
+    assert again.final_digest == rec.final_digest
+
+
+def test_record_once_without_a_record_or_with_a_failure_is_an_error(env, tmp_path):
+    with pytest.raises(SubprocessError, match="wrote no run record: add reprodl.keras.RecordRun"):
+        check.record_once([*FAKE, "steady", "--no-record"], tmp_path, env=env)
+    with pytest.raises(SubprocessError, match="failed with exit status 1"):
+        check.record_once([*FAKE, "fail"], tmp_path, env=env)
+    with pytest.raises(UsageError, match="no command"):
+        check.record_once([], tmp_path, env=env)
