@@ -723,3 +723,9 @@ def test_record_once_without_a_record_or_with_a_failure_is_an_error(env, tmp_pat
         check.record_once([*FAKE, "fail"], tmp_path, env=env)
     with pytest.raises(UsageError, match="no command"):
         check.record_once([], tmp_path, env=env)
+
+
+def test_check_and_the_recorder_agree_on_their_environment_variables():
+    from reprodl import keras as recorder  # check must not import it: it loads NumPy unpinned
+
+    assert (check.RECORD_VARIABLE, check.EVERY_VARIABLE) == (recorder.ENV_PATH, recorder.ENV_EVERY)
