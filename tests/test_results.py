@@ -18,3 +18,18 @@ def test_records_load_by_name_from_the_package():
 def test_an_unknown_record_names_the_ones_there_are():
     with pytest.raises(RecordError, match="no recorded result 'nothing.json'; the package has: "):
         results.path("nothing.json")
+
+
+def test_the_recorder_overhead_record_is_consistent_with_its_runs():
+    import statistics
+
+    rec = results.load("recorder_overhead.json")
+    assert rec["model"] == "cnn" and rec["steps"] > 0 and rec["repeats"] >= 1
+    for variant, median in rec["median_steps_per_second"].items():
+        runs = [r["steps_per_second"] for r in rec["runs"] if r["variant"] == variant]
+        assert len(runs) == rec["repeats"] and statistics.median(runs) == median
+    none = rec["median_steps_per_second"]["none"]
+    for variant, percent in rec["overhead_percent"].items():
+        assert percent == pytest.approx(100 * (none / rec["median_steps_per_second"][variant] - 1))
+    every = {r["variant"]: r.get("every") for r in rec["runs"]}
+    assert every == {"none": None, "every-1": 1, "default": rec["default_every"]}
