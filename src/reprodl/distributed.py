@@ -1,0 +1,621 @@
+"""Data-parallel training with ``tf.distribute``, bit for bit: many replicas, one process or many.
+
+:func:`set_logical_cpus` splits the CPU into logical devices (before TensorFlow starts);
+:func:`train_replicated` trains the book's MLP under ``MirroredStrategy`` with a custom loop: one
+global batch in the seeded order of :class:`~reprodl.batches.IndexStream`, split evenly between
+the replicas (explicitly with ``experimental_distribute_values_from_function``, or through
+``experimental_distribute_dataset`` with a pinned ``AutoShardPolicy``), the loss scaled by the
+global batch. :func:`launch_workers` starts local worker processes with ``TF_CONFIG`` (127.0.0.1
+only) and stops them all when one fails or hangs; ``python -m reprodl.distributed worker`` trains
+under ``MultiWorkerMirroredStrategy`` and writes a JSON result.
+
+Measured here (TensorFlow 2.21.0, Keras 3.15.1, 2-core CPU, the package's pins):
+
+- Dropout masks per replica. A ``Dropout`` layer built in ``strategy.scope()`` draws statelessly
+  from its ``SeedGenerator``, whose state is a ``MirroredVariable`` (aggregation ``NONE``): each
+  replica holds a copy that starts at ``[seed, 0]`` and advances by one per call on its own.
+  ``Dropout(0.5, seed=123)`` on ``ones((4, 8))`` under ``strategy.run`` over 2 logical CPUs gave
+  the *same* mask on both replicas, at step 1 and at step 2 (both states went ``[123, 1]``, then
+  ``[123, 2]``): every replica drops the same units of its own examples. :func:`seed_replicas`
+  gives replica ``r > 0`` its own state ``[derive_seeds([seed, REPLICA_KEY, r])[0], 0]`` (replica
+  0 keeps the layer's seed, so it draws what a one-replica run draws); afterwards the masks
+  differed between replicas, and two runs gave the same bits (``dropout_masks="per_replica"``,
+  the default; ``"shared"`` keeps Keras' behaviour). The per-replica states are not mirrored any
+  more: a checkpoint of the model saves replica 0's state only.
+- Bits: with the same global batch (100) in the same order, 1 and 2 replicas train different bits
+  (the gradient is summed from two halves), each identical run to run in fresh processes; 2
+  replicas fed explicitly or through ``experimental_distribute_dataset`` (``AutoShardPolicy.DATA``)
+  gave the same bits, and so did 2 workers under ``MultiWorkerMirroredStrategy``
+  (``tests/test_distributed.py``). Speed (MLP, 200 steps, 2 cores shared with other work): about 1.4
+  ms per step with 1 replica, 2.7-2.8 ms with 2 (3.9-4.1 ms through the dataset), 8-9 ms with 2
+  worker processes, whose set-up took 0.1-1.9 s for the strategy, 0.2 s to build the model (its
+  first collectives) and 0.4-0.6 s for the first step, after about 5 s of interpreter and TensorFlow
+  start.
+- Keras ``fit`` under ``MultiWorkerMirroredStrategy`` **fails** here, even with the model built and
+  compiled inside ``strategy.scope()``, a batched ``tf.data.Dataset`` with ``AutoShardPolicy.DATA``
+  and ``steps_per_epoch`` (``python -m reprodl.distributed worker --trainer fit``, 2 workers):
+  ``ValueError: Attempt to convert a value (PerReplica:{...}) with an unsupported type (<class
+  'tensorflow.python.distribute.values.PerReplica'>) to a Tensor.`` The cause (from the traceback
+  and the sources): before the first step Keras' ``_maybe_symbolic_build``
+  (``keras/src/backend/tensorflow/trainer.py``) calls ``strategy.reduce("MEAN", batch)`` on the
+  whole ``(x, y)`` tuple of the first distributed batch; ``CollectiveAllReduceExtended._reduce_to``
+  unwraps a single ``PerReplica`` but not a tuple of them, and with 2 workers hands the tuple to
+  ``convert_to_tensor``. The same ``fit`` under ``MirroredStrategy`` over 2 logical CPUs works (one
+  worker: the reduce is local). The custom loop (:func:`train_replicated`, the worker's default
+  ``--trainer loop``) is the way: 2 workers gave each other's bits, and the same bits as 2 replicas
+  of ``MirroredStrategy`` in one process (MLP, synthetic data, global batch 100).
+"""
+
+from __future__ import annotations
+
+from reprodl import runtime as _runtime  # noqa: F401  (pins the process before NumPy loads)
+
+# isort: split
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reprodl import _io, fingerprint
+from reprodl.batches import IndexStream
+from reprodl.data import Split, to_float
+from reprodl.errors import SettingsError, SubprocessError, UsageError
+from reprodl.fresh_process import stderr_tail
+from reprodl.seeds import derive_seeds
+
+#: Key under which a replica's dropout seed is derived from the layer's: ``[seed, KEY, replica]``.
+REPLICA_KEY = 2
+#: How the global batch reaches the replicas: explicit slices, or a distributed ``tf.data``.
+FEEDS = ("values", "dataset")
+#: ``dropout_masks`` choices: Keras' default (every replica the same masks) or one per replica.
+DROPOUT_MASKS = ("per_replica", "shared")
+#: Seconds a stopped worker gets between SIGTERM and SIGKILL.
+GRACE_SECONDS = 3.0
+
+
+def _tf() -> Any:
+    return _runtime.import_tensorflow()
+
+
+def set_logical_cpus(n: int) -> None:
+    """Split the (first) CPU into ``n`` logical devices, one per replica.
+
+    Must run before TensorFlow initialises its devices (before any op); asking again for the
+    same ``n`` is harmless. :class:`SettingsError` when it is too late, :class:`UsageError` for
+    ``n < 1``.
+    """
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise UsageError(f"the number of logical CPUs must be an int >= 1, got {n!r}")
+    tf = _tf()
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    current = tf.config.get_logical_device_configuration(cpu)
+    if current is not None and len(current) == n:
+        return
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(n)]
+        )
+    except RuntimeError:
+        have = len(tf.config.list_logical_devices("CPU"))
+        raise SettingsError(
+            f"TensorFlow has already initialised its devices ({have} logical CPU(s)), so it "
+            f"cannot be split into {n}: call set_logical_cpus before any TensorFlow op, or run "
+            "in a fresh process"
+        ) from None
+
+
+def _strategy(replicas: int) -> Any:
+    """A ``MirroredStrategy`` over the first ``replicas`` logical CPUs (split them if needed)."""
+    tf = _tf()
+    if len(tf.config.list_logical_devices("CPU")) < replicas:
+        set_logical_cpus(replicas)
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")[:replicas]]
+    return tf.distribute.MirroredStrategy(devices)
+
+
+def seed_replicas(model: Any, strategy: Any) -> list[list[int]]:
+    """Give each replica's dropout masks a stream of their own; returns the seeds, per layer.
+
+    Every ``SeedGenerator`` state of ``model`` (built under ``strategy.scope()``) is a mirrored
+    variable whose copies start equal; replica ``r > 0`` gets ``[derive_seeds([s, REPLICA_KEY,
+    r])[0], 0]``, replica 0 keeps ``[s, 0]``.
+    """
+    seeds: list[list[int]] = []
+    for layer in model.layers:
+        gen = getattr(layer, "seed_generator", None)  # Dropout's, and other random layers'
+        if gen is None:
+            continue
+        copies = strategy.experimental_local_results(gen.state.value)
+        base = int(copies[0].numpy()[0])
+        layer_seeds = [base]
+        for r, copy in enumerate(copies[1:], start=1):
+            s = derive_seeds([base, REPLICA_KEY, r], 1)[0]
+            copy.assign(np.array([s, 0], dtype=copy.dtype.as_numpy_dtype))
+            layer_seeds.append(s)
+        seeds.append(layer_seeds)
+    return seeds
+
+
+@dataclass(frozen=True)
+class ReplicatedRun:
+    """What :func:`train_replicated` measured: per-step losses (float32, the global mean), the
+    final weights' digest, how many replicas, the time per step after the first (which traces),
+    and the indices each replica received at step 1."""
+
+    losses: np.ndarray
+    fingerprint: str
+    replicas: int
+    seconds_per_step: float
+    first_step_seconds: float
+    first_split: tuple[tuple[int, ...], ...]
+
+
+def _slices(idx: np.ndarray, replicas: int) -> list[np.ndarray]:
+    per = len(idx) // replicas
+    return [idx[r * per : (r + 1) * per] for r in range(replicas)]
+
+
+def _check_batch(batch_size: int, replicas: int, steps: int) -> None:
+    if steps < 1 or batch_size < 1 or replicas < 1:
+        raise UsageError(
+            f"steps, batch_size and replicas must be positive, got {steps}, {batch_size}, "
+            f"{replicas}"
+        )
+    if batch_size % replicas:
+        raise UsageError(f"a global batch of {batch_size} cannot be split evenly in {replicas}")
+
+
+def _step_function(strategy: Any, model: Any, optimizer: Any, global_batch: int) -> Any:
+    """A compiled step: every replica's loss on its slice, scaled by the global batch, and one
+    optimizer update with the gradients summed over replicas; returns the global mean loss."""
+    import keras
+
+    tf = _tf()
+    per_example = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+    variables = model.trainable_variables
+
+    def replica_step(x: Any, y: Any) -> Any:
+        with tf.GradientTape() as tape:
+            losses = per_example(y, model(x, training=True))
+            loss = tf.nn.compute_average_loss(losses, global_batch_size=global_batch)
+        grads = tape.gradient(loss, variables)
+        optimizer.apply_gradients(zip(grads, variables, strict=True))
+        return loss
+
+    @tf.function
+    def step(batch: Any) -> Any:
+        per_replica = strategy.run(replica_step, args=batch)
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+    return step
+
+
+def _build(strategy: Any, seed: int, hidden: Sequence[int], dropout: float, masks: str) -> Any:
+    import keras
+
+    from reprodl import models
+
+    keras.utils.set_random_seed(seed)
+    with strategy.scope():
+        model = models.build("mlp", seed, hidden=tuple(hidden), dropout=dropout)
+        optimizer = keras.optimizers.Adam(1e-3)
+        optimizer.build(model.trainable_variables)
+    if masks == "per_replica" and strategy.num_replicas_in_sync > 1:
+        seed_replicas(model, strategy)
+    return model, optimizer
+
+
+def _batches(
+    strategy: Any, split: Split, order: list[np.ndarray], feed: str, shard_policy: str
+) -> tuple[Any, tuple[tuple[int, ...], ...]]:
+    """An iterator of distributed ``(x, y)`` global batches, and replica slices of step 1."""
+    tf = _tf()
+    images = to_float(split.images)
+    labels = split.labels.astype(np.int64)
+    n = strategy.num_replicas_in_sync
+    if feed == "values":
+        first = tuple(tuple(int(i) for i in s) for s in _slices(order[0], n))
+
+        def values():
+            for idx in order:
+                parts = _slices(idx, n)
+
+                def value_fn(ctx, parts=parts):
+                    mine = parts[ctx.replica_id_in_sync_group]
+                    return tf.constant(images[mine]), tf.constant(labels[mine])
+
+                yield strategy.experimental_distribute_values_from_function(value_fn)
+
+        return values(), first
+    # the dataset path: the global batches in the same order, split by tf.distribute
+    flat = np.concatenate(order)
+    ds = tf.data.Dataset.from_tensor_slices((images[flat], labels[flat], flat.astype(np.int64)))
+    ds = ds.batch(len(order[0]), drop_remainder=True)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = getattr(
+        tf.data.experimental.AutoShardPolicy, shard_policy
+    )
+    options.deterministic = True
+    ds = ds.with_options(options)
+    dist = iter(strategy.experimental_distribute_dataset(ds))
+    first_batch = next(dist)
+    first = tuple(
+        tuple(int(i) for i in t.numpy())
+        for t in strategy.experimental_local_results(first_batch[2])
+    )
+
+    def drop_index():
+        yield first_batch[:2]
+        for batch in dist:
+            yield batch[:2]
+
+    return drop_index(), first
+
+
+def _run_steps(step: Any, batches: Any, steps: int) -> tuple[np.ndarray, float, float]:
+    """Run ``steps`` steps; the losses, the first step's time and the mean time of the rest."""
+    tf = _tf()
+    loss_tensors = []
+    start = time.perf_counter()
+    first = 0.0
+    for n, batch in zip(range(steps), batches, strict=False):
+        loss_tensors.append(step(batch))
+        if n == 0:
+            loss_tensors[0].numpy()
+            first = time.perf_counter() - start
+    losses = tf.stack(loss_tensors).numpy().astype(np.float32)
+    rest = time.perf_counter() - start - first
+    return losses, first, rest / (steps - 1) if steps > 1 else first
+
+
+def train_replicated(
+    split: Split,
+    *,
+    replicas: int,
+    steps: int,
+    batch_size: int = 100,
+    seed: int = 0,
+    hidden: Sequence[int] = (128,),
+    dropout: float = 0.0,
+    dropout_masks: str = "per_replica",
+    feed: str = "values",
+    shard_policy: str = "DATA",
+) -> ReplicatedRun:
+    """Train the book's MLP (Adam 1e-3) under ``MirroredStrategy`` over ``replicas`` logical CPUs.
+
+    ``batch_size`` is the *global* batch, in the order of ``IndexStream(len(split), seed)``, split
+    evenly: replica ``r`` gets the ``r``-th slice (``feed="values"``), or ``tf.distribute``
+    splits it (``feed="dataset"``, auto-sharding pinned to ``shard_policy``, a name of
+    ``tf.data.experimental.AutoShardPolicy``). Op determinism is turned on. Creates the logical
+    devices when missing, which only works before TensorFlow has started.
+    """
+    _check_batch(batch_size, replicas, steps)
+    if feed not in FEEDS:
+        raise UsageError(f"feed must be one of {', '.join(FEEDS)}, not {feed!r}")
+    if dropout_masks not in DROPOUT_MASKS:
+        raise UsageError(f"dropout_masks must be one of {', '.join(DROPOUT_MASKS)}")
+    tf = _tf()
+    if not hasattr(tf.data.experimental.AutoShardPolicy, shard_policy):
+        raise UsageError(f"unknown AutoShardPolicy {shard_policy!r}")
+    strategy = _strategy(replicas)
+    _runtime.set_op_determinism(True)
+    model, optimizer = _build(strategy, seed, hidden, dropout, dropout_masks)
+    stream = IndexStream(len(split), seed=seed)
+    order = [stream.next(batch_size) for _ in range(steps)]
+    batches, first_split = _batches(strategy, split, order, feed, shard_policy)
+    step = _step_function(strategy, model, optimizer, batch_size)
+    losses, first, per_step = _run_steps(step, batches, steps)
+    return ReplicatedRun(
+        losses=losses,
+        fingerprint=fingerprint.weights_digest(model),
+        replicas=replicas,
+        seconds_per_step=per_step,
+        first_step_seconds=first,
+        first_split=first_split,
+    )
+
+
+# --- many processes ------------------------------------------------------------------------
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """``n`` distinct ports that were free a moment ago (bound to port 0, then released)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def check_port_free(port: int, host: str = "127.0.0.1") -> None:
+    """:class:`UsageError` when ``host:port`` cannot be bound (another process holds it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            raise UsageError(
+                f"port {port} on {host} is already in use ({exc.strerror}): choose another port, "
+                "or let launch_workers pick free ones (ports=None)"
+            ) from None
+
+
+def tf_config(ports: Sequence[int], index: int) -> str:
+    """The ``TF_CONFIG`` of worker ``index`` in a cluster of local workers on ``ports``."""
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    return json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+
+
+@dataclass(frozen=True)
+class WorkerExit:
+    """How one worker ended: its index, exit status, output and wall time."""
+
+    index: int
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+
+def _stop(procs: Sequence[subprocess.Popen], grace: float = GRACE_SECONDS) -> None:
+    """SIGTERM every live worker's process group, then SIGKILL what is left after ``grace``."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        live = [p for p in procs if p.poll() is None]
+        for p in live:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(p.pid, sig)
+        deadline = time.monotonic() + grace
+        while any(p.poll() is None for p in live) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    for p in procs:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(p.pid, signal.SIGKILL)  # anything the worker itself started
+        p.wait()
+
+
+def _read(fh: Any) -> str:
+    fh.seek(0)
+    return fh.read().decode("utf-8", errors="replace")
+
+
+def launch_workers(
+    n: int,
+    argv: Sequence[str],
+    *,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    ports: Sequence[int] | None = None,
+) -> list[WorkerExit]:
+    """Run ``n`` local worker processes ``argv`` (``{index}`` in an item becomes the worker's
+    index) with ``TF_CONFIG`` for a cluster on 127.0.0.1, each in its own process group.
+
+    Waits up to ``timeout`` seconds. When a worker fails, or time runs out, every other worker is
+    stopped (SIGTERM, then SIGKILL) and :class:`SubprocessError` names the worker, its exit status
+    and the end of its stderr. ``ports`` (default: free ones) must be free: :class:`UsageError`.
+    """
+    if not isinstance(n, int) or n < 1:
+        raise UsageError(f"n must be a positive int, got {n!r}")
+    if ports is None:
+        ports = free_ports(n)
+    elif len(ports) != n:
+        raise UsageError(f"{n} workers need {n} ports, got {len(ports)}")
+    for port in ports:
+        check_port_free(port)
+    base = {**os.environ, **_runtime.REPRODUCIBLE_ENV, **(env or {})}
+    # gRPC would send 127.0.0.1 through an HTTP proxy named in the environment
+    base["no_grpc_proxy"] = "127.0.0.1,localhost"
+    procs: list[subprocess.Popen] = []
+    ended: dict[int, float] = {}
+    failed: int | None = None
+    start = time.monotonic()
+    with contextlib.ExitStack() as files:
+        logs = [
+            (
+                files.enter_context(tempfile.TemporaryFile()),
+                files.enter_context(tempfile.TemporaryFile()),
+            )
+            for _ in range(n)
+        ]
+        try:
+            for i, (out, err) in enumerate(logs):
+                procs.append(
+                    subprocess.Popen(
+                        [a.replace("{index}", str(i)) for a in argv],
+                        env={**base, "TF_CONFIG": tf_config(ports, i)},
+                        stdout=out,
+                        stderr=err,
+                        stdin=subprocess.DEVNULL,
+                        start_new_session=True,
+                    )
+                )
+            while failed is None and len(ended) < n and time.monotonic() - start <= timeout:
+                time.sleep(0.05)
+                for i, p in enumerate(procs):
+                    if i not in ended and p.poll() is not None:
+                        ended[i] = time.monotonic() - start
+                        if p.returncode != 0:
+                            failed = i
+                            break
+        finally:
+            _stop(procs)
+        exits = [
+            WorkerExit(i, p.returncode, _read(o), _read(e), ended.get(i, time.monotonic() - start))
+            for i, (p, (o, e)) in enumerate(zip(procs, logs, strict=True))
+        ]
+    if failed is not None:
+        w = exits[failed]
+        raise SubprocessError(
+            f"worker {failed} of {n} exited with status {w.returncode}; the others were "
+            f"stopped. The end of its stderr:\n{stderr_tail(w.stderr)}"
+        )
+    hung = [i for i in range(n) if i not in ended]
+    if hung:
+        raise SubprocessError(
+            f"worker(s) {', '.join(map(str, hung))} of {n} did not finish within {timeout:g} s "
+            f"and were stopped. The end of worker {hung[0]}'s stderr:\n"
+            f"{stderr_tail(exits[hung[0]].stderr)}"
+        )
+    return exits
+
+
+def worker_command(
+    out: str | os.PathLike[str],
+    *,
+    steps: int,
+    batch_size: int = 100,
+    seed: int = 0,
+    data: str | os.PathLike[str] | None = None,
+    dropout: float = 0.0,
+    trainer: str = "loop",
+) -> list[str]:
+    """``python -m reprodl.distributed worker ...``; ``out`` should contain ``{index}``."""
+    argv = [sys.executable, "-m", "reprodl.distributed", "worker", "--out", str(out)]
+    argv += ["--steps", str(steps), "--batch-size", str(batch_size), "--seed", str(seed)]
+    argv += ["--dropout", str(dropout), "--trainer", trainer]
+    if data is not None:
+        argv += ["--data", str(data)]
+    return argv
+
+
+def run_workers(
+    n: int,
+    folder: str | os.PathLike[str],
+    *,
+    steps: int,
+    batch_size: int = 100,
+    seed: int = 0,
+    data: str | os.PathLike[str] | None = None,
+    dropout: float = 0.0,
+    trainer: str = "loop",
+    timeout: float = 300,
+) -> list[dict[str, Any]]:
+    """Train under ``MultiWorkerMirroredStrategy`` with ``n`` local workers; their JSON results.
+
+    ``data`` is an ``.npz`` with ``images`` and ``labels`` (default: MNIST's training set).
+    """
+    out = Path(folder) / "worker_{index}.json"
+    argv = worker_command(
+        out,
+        steps=steps,
+        batch_size=batch_size,
+        seed=seed,
+        data=data,
+        dropout=dropout,
+        trainer=trainer,
+    )
+    launch_workers(n, argv, timeout=timeout)
+    return [_io.read_json(str(out).replace("{index}", str(i))) for i in range(n)]
+
+
+def _load_split(data: str | None) -> Split:
+    if data is None:
+        from reprodl.data import load_mnist
+
+        return load_mnist().train
+    with np.load(data) as arrays:
+        return Split(arrays["images"], arrays["labels"])
+
+
+def _worker(args: argparse.Namespace) -> dict[str, Any]:
+    """One worker of a ``MultiWorkerMirroredStrategy`` run (its task comes from ``TF_CONFIG``)."""
+    _runtime.setup(args.seed)
+    tf = _tf()
+    split = _load_split(args.data)
+    t0 = time.perf_counter()
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    t1 = time.perf_counter()
+    n = strategy.num_replicas_in_sync
+    _check_batch(args.batch_size, n, args.steps)
+    model, optimizer = _build(strategy, args.seed, (128,), args.dropout, args.dropout_masks)
+    t2 = time.perf_counter()
+    stream = IndexStream(len(split), seed=args.seed)
+    order = [stream.next(args.batch_size) for _ in range(args.steps)]
+    if args.trainer == "fit":
+        losses, first, per_step = _fit(strategy, model, optimizer, split, order, args)
+    else:
+        batches, _ = _batches(strategy, split, order, "values", "DATA")
+        step = _step_function(strategy, model, optimizer, args.batch_size)
+        losses, first, per_step = _run_steps(step, batches, args.steps)
+    task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
+    return {
+        "worker": task.get("index", 0),
+        "replicas": n,
+        "trainer": args.trainer,
+        "losses": [float(x) for x in losses],
+        "fingerprint": fingerprint.weights_digest(model),
+        "strategy_seconds": t1 - t0,
+        "build_seconds": t2 - t1,
+        "first_step_seconds": first,
+        "seconds_per_step": per_step,
+        "versions": {"tensorflow": tf.__version__, "keras": __import__("keras").__version__},
+    }
+
+
+def _fit(
+    strategy: Any, model: Any, optimizer: Any, split: Split, order: list, args: Any
+) -> tuple[np.ndarray, float, float]:
+    """The Keras ``fit`` experiment: compiled in the scope, a ``tf.data`` input, per-step losses."""
+    import keras
+
+    tf = _tf()
+    flat = np.concatenate(order)
+    ds = tf.data.Dataset.from_tensor_slices((to_float(split.images)[flat], split.labels[flat]))
+    ds = ds.batch(args.batch_size, drop_remainder=True)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    ds = ds.with_options(options)
+    seen: list[float] = []
+
+    class Losses(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(float((logs or {})["loss"]))
+
+    with strategy.scope():
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+    start = time.perf_counter()
+    model.fit(ds, epochs=1, steps_per_epoch=args.steps, verbose=0, callbacks=[Losses()])
+    seconds = time.perf_counter() - start
+    return np.array(seen, dtype=np.float32), seconds, seconds / args.steps
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m reprodl.distributed worker --out FILE --steps N ...``: one worker's run."""
+    parser = argparse.ArgumentParser(prog="python -m reprodl.distributed")
+    sub = parser.add_subparsers(dest="command", required=True)
+    w = sub.add_parser("worker", help="train as one worker of TF_CONFIG's cluster")
+    w.add_argument("--out", required=True, help="the JSON result ({index}: the worker's index)")
+    w.add_argument("--steps", type=int, required=True)
+    w.add_argument("--batch-size", type=int, default=100, help="the global batch")
+    w.add_argument("--seed", type=int, default=0)
+    w.add_argument("--data", help=".npz with images and labels (default: MNIST's training set)")
+    w.add_argument("--dropout", type=float, default=0.0)
+    w.add_argument("--dropout-masks", choices=DROPOUT_MASKS, default="per_replica")
+    w.add_argument("--trainer", choices=("loop", "fit"), default="loop")
+    args = parser.parse_args(argv)
+    result = _worker(args)
+    out = args.out.replace("{index}", str(result["worker"]))
+    _io.write_json(out, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
