@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from support import run_python, synthetic_digits
 
-from reprodl import distributed
+from reprodl import distributed, fingerprint
 from reprodl.batches import IndexStream
 from reprodl.errors import SubprocessError, UsageError
 
@@ -36,7 +36,7 @@ REPLICATED = textwrap.dedent(
         "1": dict(replicas=1),
         "2": dict(replicas=2),
         "2-dataset": dict(replicas=2, feed="dataset"),
-        "2-dropout": dict(replicas=2, dropout=0.5),
+        "2-dropout": dict(replicas=2, dropout=0.5, digest_every=5),
         "2-dropout-shared": dict(replicas=2, dropout=0.5, dropout_masks="shared"),
     }}
     out = {{}}
@@ -45,6 +45,8 @@ REPLICATED = textwrap.dedent(
         out[name] = {{
             "losses": r.losses.tolist(), "fingerprint": r.fingerprint,
             "replicas": r.replicas, "first_split": r.first_split,
+            "digests": {{str(k): d for k, d in r.digests.items()}},
+            "kinds": {{v.name: v.kind for v in r.variables}},
         }}
     print(json.dumps(out))
     """
@@ -233,6 +235,84 @@ def test_per_replica_dropout_masks_change_the_run(replicated):
     assert runs["2-dropout"]["fingerprint"] != runs["2"]["fingerprint"]
 
 
+@pytest.mark.slow
+def test_replicated_runs_record_digests_of_replica_0(replicated):
+    run = replicated[0]["2-dropout"]
+    assert sorted(map(int, run["digests"])) == [0, 5, STEPS]
+    assert run == replicated[1]["2-dropout"]
+    assert list(run["kinds"].values()).count("rng") == 1
+    weights = [n for n, k in run["kinds"].items() if k == "weight"]
+    final = run["digests"][str(STEPS)]
+    assert fingerprint.combine(final[n] for n in weights) == run["fingerprint"]
+    (rng,) = [n for n, k in run["kinds"].items() if k == "rng"]
+    assert run["digests"]["0"][rng] != final[rng]  # the dropout state advanced
+    assert set(replicated[0]["2"]["digests"]) == {"0", str(STEPS)}  # digest_every=0
+
+
+# A replicated step with an op that has no deterministic behaviour: an unseeded stateful random
+# op (on CPU, the ops TensorFlow lists as nondeterministic on GPU run deterministically).
+NONDETERMINISTIC = textwrap.dedent(
+    """
+    import json, sys
+    sys.path.insert(0, "tests")
+    import keras
+    import numpy as np
+    from reprodl import distributed, runtime
+    from reprodl.errors import SettingsError
+    from support import synthetic_digits
+
+    distributed.set_logical_cpus(2)
+    runtime.setup(0)
+    tf = runtime.import_tensorflow()
+    strategy = distributed._strategy(2)
+
+    def noise(x):
+        return x + tf.raw_ops.RandomUniform(shape=tf.shape(x), dtype=x.dtype, seed=0, seed2=0)
+
+    def attempt():
+        with strategy.scope():
+            model = keras.Sequential([
+                keras.Input((28, 28)), keras.layers.Flatten(), keras.layers.Lambda(noise),
+                keras.layers.Dense(10),
+            ])
+            optimizer = keras.optimizers.Adam(1e-3)
+            optimizer.build(model.trainable_variables)
+        batches, _ = distributed._batches(
+            strategy, synthetic_digits(100), [np.arange(100)], "values", "DATA"
+        )
+        step = distributed._step_function(strategy, model, optimizer, 100)
+        try:
+            step(next(batches)).numpy()
+            return "ran"
+        except tf.errors.InvalidArgumentError as exc:
+            return exc.message
+
+    def required():
+        try:
+            distributed.require_op_determinism()
+            return "ok"
+        except SettingsError as exc:
+            return str(exc)
+
+    out = {"on": attempt(), "required_on": required()}
+    runtime.set_op_determinism(False)
+    out.update(off=attempt(), required_off=required())
+    print(json.dumps(out))
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_nondeterministic_op_fails_loudly_in_a_replicated_step():
+    proc = run_python("-c", NONDETERMINISTIC, env={"PYTHONHASHSEED": "0"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert "When determinism is enabled, random ops must have a seed specified" in out["on"]
+    assert out["required_on"] == "ok"
+    assert out["off"] == "ran"  # the same step without op determinism runs (unreproducibly)
+    assert out["required_off"] == "op determinism is off: the replicated loop needs it on"
+
+
 @pytest.fixture(scope="module")
 def mnist_like(tmp_path_factory) -> Path:
     split = synthetic_digits(EXAMPLES)
@@ -255,6 +335,7 @@ def test_two_workers_agree_and_reproduce(tmp_path, mnist_like, replicated):
         assert results[0]["fingerprint"] == results[1]["fingerprint"]
         assert results[0]["losses"] == results[1]["losses"]
         assert all(r["strategy_seconds"] >= 0 and r["seconds_per_step"] > 0 for r in results)
+        assert all(r["build_seconds"] > 0 for r in results)  # chapter 12 prints it
     assert launches[0][0]["fingerprint"] == launches[1][0]["fingerprint"]
     assert launches[0][0]["losses"] == launches[1][0]["losses"]
     # two workers compute what two replicas in one process compute

@@ -395,3 +395,55 @@ def test_records_of_other_recorders_or_losses_cannot_be_compared():
     with pytest.raises(RecordError, match=r"different kinds of losses \(step and keras logs\)"):
         records.check_comparable(keras_rec, logs)
     records.check_comparable(keras_rec, _keras_like())  # two callback records compare
+
+
+def _replicated(replicas: int = 2, workers: int = 1) -> RunRecord:
+    rec = synthetic_record()
+    replica_settings = {"workers": workers, "feed": "values", "dropout_masks": "per_replica"}
+    rec.meta["run"] = {**rec.meta["run"], "replicas": replicas, **replica_settings}
+    return rec
+
+
+def test_replicated_records_round_trip_and_cannot_be_replayed(tmp_path):
+    back = records.load(records.save(_replicated(), tmp_path / "r.json"))
+    assert back.meta == _replicated().meta and back.replicas == 2
+    assert not back.replayable
+    assert back.replay_problem == (
+        "trained with 2 replicas: replay supports single-device runs only; use compare"
+    )
+    workers = _replicated(2, workers=2)
+    assert workers.replay_problem.startswith("trained with 2 replicas on 2 workers: ")
+    assert _replicated(1).replay_problem.startswith("trained with 1 replica: ")
+    single = synthetic_record()
+    assert single.replicas is None and single.replay_problem is None and single.replayable
+    assert _keras_like().replay_problem == (
+        "recorded by a Keras callback: it cannot be replayed; use compare"
+    )
+    records.check_comparable(single, back)  # meta differences only: compare reports them
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"replicas": 0}, "meta.run.replicas"),
+        ({"feed": "slices"}, "meta.run.feed"),
+        ({"dropout_masks": "mixed"}, "meta.run.dropout_masks"),
+        ({"workers": None}, "meta.run.workers"),
+    ],
+)
+def test_invalid_replica_settings_are_refused(change, expected):
+    payload = records.to_json(_replicated())
+    payload["meta"]["run"].update(change)
+    with pytest.raises(RecordError, match=f"^<memory>: .*{re.escape(expected)}"):
+        records.from_json(payload)
+
+
+def test_replica_settings_come_together():
+    payload = records.to_json(_replicated())
+    del payload["meta"]["run"]["feed"]
+    with pytest.raises(RecordError, match="feed"):
+        records.from_json(payload)
+    payload = records.to_json(synthetic_record())
+    payload["meta"]["run"]["workers"] = 2  # workers without replicas
+    with pytest.raises(RecordError, match="replicas"):
+        records.from_json(payload)

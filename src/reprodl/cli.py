@@ -4,6 +4,10 @@ check, env (and replay).
 ``train`` prints only deterministic lines on stdout (loss, accuracy, fingerprint), so two runs can
 be compared with ``diff``; the wall-clock time goes to stderr. With ``--record FILE`` it also saves
 a run record (:mod:`reprodl.records`), with ``--checkpoint-every K`` checkpoints for ``bisect``.
+``--replicas K`` trains the MLP data-parallel under ``MirroredStrategy`` over K logical CPUs,
+``--workers K`` under ``MultiWorkerMirroredStrategy`` with K local processes
+(:mod:`reprodl.distributed`); the global batch is split evenly, and the record's ``meta.run``
+says how (such records can be compared, not replayed).
 
 ``compare A B`` and ``bisect A B`` print a divergence report (:mod:`reprodl.divergence`).
 
@@ -229,6 +233,7 @@ def _add_train_parser(sub: _Subparsers) -> None:
     tr = sub.add_parser("train", help="train a model deterministically and print its fingerprint")
     _add_train_run_options(tr)
     _add_train_record_options(tr)
+    _add_train_parallel_options(tr)
 
 
 def _add_train_run_options(tr: argparse.ArgumentParser) -> None:
@@ -294,6 +299,25 @@ def _add_train_record_options(tr: argparse.ArgumentParser) -> None:
         "--checkpoint-dir", metavar="DIR", help="checkpoint folder (default: the record's .ckpt)"
     )
     tr.add_argument("--resume", metavar="CKPT", help="resume from a checkpoint file (.npz)")
+
+
+def _add_train_parallel_options(tr: argparse.ArgumentParser) -> None:
+    """Add the options of ``train`` that split each batch between replicas (mlp only)."""
+    parallel = tr.add_mutually_exclusive_group()
+    parallel.add_argument(
+        "--replicas",
+        type=_positive_int,
+        metavar="K",
+        help="train the mlp data-parallel under MirroredStrategy over K logical CPUs in this "
+        "process (the global batch split evenly; changes the bits for K > 1)",
+    )
+    parallel.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="K",
+        help="train the mlp data-parallel under MultiWorkerMirroredStrategy with K local worker "
+        "processes, one replica each (the same bits as --replicas K)",
+    )
 
 
 def _add_record_pair_parsers(sub: _Subparsers) -> None:
@@ -506,6 +530,8 @@ def _train(args: argparse.Namespace, command: list[str]) -> int:
     """Run ``train``: train, print the deterministic report, save the record if asked."""
     from reprodl import runtime
 
+    if args.replicas or args.workers:
+        return _train_parallel(args, command)
     runtime.setup(args.seed, op_determinism=not args.no_op_determinism)
     from reprodl import records, training
 
@@ -539,6 +565,177 @@ def _train(args: argparse.Namespace, command: list[str]) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _parallel_problem(args: argparse.Namespace) -> str | None:
+    """Why ``train --replicas/--workers`` cannot run with these options, or None."""
+    option = f"--replicas {args.replicas}" if args.replicas else f"--workers {args.workers}"
+    if args.model != "mlp":
+        return f"{option} trains the mlp only, not {args.model}"
+    unsupported = [
+        ("--checkpoint-every", args.checkpoint_every),
+        ("--checkpoint-dir", args.checkpoint_dir),
+        ("--resume", args.resume),
+        ("--dropout-seed", args.dropout_seed is not None),
+        ("--order " + args.order, args.order != "seeded"),
+        ("--schedule cosine", args.schedule == "cosine"),
+        ("--intra-op-threads", args.intra_op_threads),
+        ("--no-op-determinism", args.no_op_determinism),
+    ]
+    named = [name for name, given in unsupported if given]
+    if named:
+        return f"{option} does not support {', '.join(named)}"
+    count = args.replicas or args.workers
+    batch = args.batch_size or DEFAULTS["mlp"].batch_size
+    if batch % count:
+        return f"{option}: the global batch of {batch} cannot be split evenly in {count}"
+    return None
+
+
+def _train_parallel(args: argparse.Namespace, command: list[str]) -> int:
+    """``train --replicas K`` or ``--workers K``: the mlp data-parallel, its report and record."""
+    from reprodl import records, runtime
+
+    problem = _parallel_problem(args)
+    if problem:
+        raise UsageError(problem)
+    if args.replicas:  # before any TensorFlow op initialises the devices
+        from reprodl import distributed
+
+        distributed.set_logical_cpus(args.replicas)
+    runtime.setup(args.seed)
+    spec, mnist = _train_spec(args)
+    digest_every = args.digest_every or 0
+    if args.replicas:
+        record, test, seconds = _train_replicas(args, spec, mnist, digest_every)
+    else:
+        record, test, seconds = _train_workers(args, spec, mnist, digest_every)
+    _print_train_report(args, spec, record, test)
+    if args.workers:
+        print(f"workers {args.workers}, one replica each")
+    else:
+        print(f"replicas {args.replicas}")
+    if args.record:
+        run = {
+            **spec.to_dict(),
+            "replicas": args.replicas or args.workers,
+            "workers": args.workers or 1,
+            "feed": "values",
+            "dropout_masks": "per_replica",
+        }
+        rec = records.from_training(run, record, command=command, digest_every=digest_every)
+        records.save(rec, args.record)
+        print(f"record {args.record}")
+    print(f"trained in {seconds:.1f} s", file=sys.stderr)
+    return 0
+
+
+def _replicated_record(
+    losses: Any, fingerprint: str, variables: list[Any], digests: dict[int, dict[str, str]]
+) -> TrainingRecord:
+    """The :class:`TrainingRecord` of a data-parallel run (digests at 0, in between, the end)."""
+    import numpy as np
+
+    from reprodl.training import TrainingRecord
+
+    steps = len(losses)
+    return TrainingRecord(
+        losses=np.asarray(losses, dtype=np.float32),
+        digests={k: dict(v) for k, v in digests.items() if 0 < k < steps},
+        final_digest=fingerprint,
+        initial_digests=dict(digests[0]),
+        final_digests=dict(digests[steps]),
+        variables=list(variables),
+    )
+
+
+def _train_replicas(
+    args: argparse.Namespace, spec: RunSpec, mnist: Mnist, digest_every: int
+) -> tuple[TrainingRecord, Evaluation, float]:
+    """Train under ``MirroredStrategy`` over ``--replicas`` logical CPUs in this process."""
+    import time
+
+    from reprodl import distributed
+
+    start = time.perf_counter()
+    run = distributed.train_replicated(
+        mnist.train,
+        replicas=args.replicas,
+        steps=spec.steps,
+        batch_size=spec.batch_size,
+        seed=spec.seed,
+        dropout=spec.dropout or 0.0,
+        learning_rate=spec.learning_rate,
+        digest_every=digest_every,
+        test=mnist.test,
+    )
+    seconds = time.perf_counter() - start
+    record = _replicated_record(run.losses, run.fingerprint, list(run.variables), dict(run.digests))
+    assert run.test is not None
+    return record, run.test, seconds
+
+
+def _train_workers(
+    args: argparse.Namespace, spec: RunSpec, mnist: Mnist, digest_every: int
+) -> tuple[TrainingRecord, Evaluation, float]:
+    """Train under ``MultiWorkerMirroredStrategy`` with ``--workers`` local processes; worker
+    0's result is the run's, and every worker must have reached the same weights."""
+    import tempfile
+    import time
+
+    import numpy as np
+
+    from reprodl import distributed
+    from reprodl.errors import SubprocessError
+    from reprodl.training import Evaluation
+    from reprodl.training.state import VariableInfo
+
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="reprodl-workers-") as folder:
+        data = Path(folder) / "mnist.npz"
+        np.savez(
+            data,
+            images=mnist.train.images,
+            labels=mnist.train.labels,
+            test_images=mnist.test.images,
+            test_labels=mnist.test.labels,
+        )
+        results = distributed.run_workers(
+            args.workers,
+            folder,
+            steps=spec.steps,
+            batch_size=spec.batch_size,
+            seed=spec.seed,
+            data=data,
+            dropout=spec.dropout or 0.0,
+            learning_rate=spec.learning_rate,
+            digest_every=digest_every,
+            timeout=max(300.0, 60.0 + spec.steps),
+        )
+    seconds = time.perf_counter() - start
+    first = results[0]
+    weights = [v["name"] for v in first["variables"] if v["kind"] == "weight"]
+
+    def agreed(r: dict[str, Any]) -> tuple[Any, ...]:
+        # each worker's random generator states are its own replica's: only weights must agree
+        digests = {k: [d[n] for n in weights] for k, d in r["digests"].items()}
+        return r["fingerprint"], r["losses"], digests
+
+    for r in results[1:]:
+        if agreed(r) != agreed(first):
+            raise SubprocessError(
+                f"the workers disagree: worker 0 ended with fingerprint {first['fingerprint']}, "
+                f"worker {r['worker']} with {r['fingerprint']} (or their losses or weight "
+                "digests differ): the run is not data-parallel bit for bit"
+            )
+    variables = [
+        VariableInfo(v["name"], tuple(v["shape"]), v["dtype"], v["kind"])
+        for v in first["variables"]
+    ]
+    digests = {int(k): v for k, v in first["digests"].items()}
+    record = _replicated_record(first["losses"], first["fingerprint"], variables, digests)
+    test = Evaluation(first["test"]["correct"], first["test"]["total"])
+    return record, test, seconds
 
 
 def _train_spec(args: argparse.Namespace) -> tuple[RunSpec, Mnist]:
@@ -726,6 +923,8 @@ def _replay(args: argparse.Namespace) -> int:
     from reprodl import divergence, records, runtime, training
 
     rec = records.load(args.record)
+    if rec.replay_problem is not None:
+        raise records.RecordError(f"{rec.name}: {rec.replay_problem}")
     spec = training.RunSpec.from_dict(rec.meta["run"]).resolved()
     runtime.setup(spec.seed, op_determinism=spec.op_determinism)
     training.apply_process_settings(spec)

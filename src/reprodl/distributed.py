@@ -21,9 +21,22 @@ Measured here (TensorFlow 2.21.0, Keras 3.15.1, 2-core CPU, the package's pins):
   0 keeps the layer's seed, so it draws what a one-replica run draws); afterwards the masks
   differed between replicas, and two runs gave the same bits (``dropout_masks="per_replica"``,
   the default; ``"shared"`` keeps Keras' behaviour). The per-replica states are not mirrored any
-  more: a checkpoint of the model saves replica 0's state only.
+  more: a checkpoint of the model saves replica 0's state only. ``r`` is the *global* replica id,
+  so each worker of ``MultiWorkerMirroredStrategy`` seeds its own replica (before that, every
+  worker kept the layer's seed and 2 workers with dropout trained other bits than 2 replicas);
+  2 workers with ``Dropout(0.5)`` now give the bits of 2 replicas.
+- Op determinism in the distributed path: :func:`train_replicated` turns it on and the loop
+  (also the worker's) checks it (:func:`require_op_determinism`). On CPU, the ops TensorFlow
+  lists as nondeterministic on GPU (``unsorted_segment_sum``, ``segment_sum``,
+  ``sparse_dense_matmul``, ``bincount``, ``adjust_contrast``, ``scatter_nd``, ``gather``'s
+  gradient) ran without error under ``strategy.run`` with op determinism on: they have
+  deterministic CPU kernels. What fails loudly there, as on one device, is a random op without
+  a seed (``RandomUniform`` with ``seed=seed2=0``): ``InvalidArgumentError: When determinism is
+  enabled, random ops must have a seed specified``; with op determinism off the same step runs.
 - Bits: with the same global batch (100) in the same order, 1 and 2 replicas train different bits
-  (the gradient is summed from two halves), each identical run to run in fresh processes; 2
+  (the gradient is summed from two halves; the weights differ after step 1), each identical run
+  to run in fresh processes; 1 replica gives the bits of the single-device ``train`` (MLP, real
+  MNIST, 20 steps); 2
   replicas fed explicitly or through ``experimental_distribute_dataset`` (``AutoShardPolicy.DATA``)
   gave the same bits, and so did 2 workers under ``MultiWorkerMirroredStrategy``
   (``tests/test_distributed.py``). Speed (MLP, 200 steps, 2 cores shared with other work): about 1.4
@@ -61,19 +74,22 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from reprodl import _io, fingerprint
+from reprodl import _tf as _private
 from reprodl.batches import IndexStream
 from reprodl.data import Split, to_float
 from reprodl.errors import SettingsError, SubprocessError, UsageError
 from reprodl.fresh_process import stderr_tail
 from reprodl.seeds import derive_seeds
+from reprodl.training.results import Evaluation
+from reprodl.training.state import VariableInfo, state_variables
 
 #: Key under which a replica's dropout seed is derived from the layer's: ``[seed, KEY, replica]``.
 REPLICA_KEY = 2
@@ -130,8 +146,12 @@ def seed_replicas(model: Any, strategy: Any) -> list[list[int]]:
 
     Every ``SeedGenerator`` state of ``model`` (built under ``strategy.scope()``) is a mirrored
     variable whose copies start equal; replica ``r > 0`` gets ``[derive_seeds([s, REPLICA_KEY,
-    r])[0], 0]``, replica 0 keeps ``[s, 0]``.
+    r])[0], 0]``, replica 0 keeps ``[s, 0]``. ``r`` is the global replica id: under
+    ``MultiWorkerMirroredStrategy`` worker ``w`` holds replicas ``w * local ...`` (so K workers
+    draw what K replicas in one process draw); the seeds returned are this process's.
     """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task = int(getattr(resolver, "task_id", None) or 0)
     seeds: list[list[int]] = []
     for layer in model.layers:
         gen = getattr(layer, "seed_generator", None)  # Dropout's, and other random layers'
@@ -139,8 +159,12 @@ def seed_replicas(model: Any, strategy: Any) -> list[list[int]]:
             continue
         copies = strategy.experimental_local_results(gen.state.value)
         base = int(copies[0].numpy()[0])
-        layer_seeds = [base]
-        for r, copy in enumerate(copies[1:], start=1):
+        layer_seeds = []
+        for local, copy in enumerate(copies):
+            r = task * len(copies) + local
+            if r == 0:
+                layer_seeds.append(base)
+                continue
             s = derive_seeds([base, REPLICA_KEY, r], 1)[0]
             copy.assign(np.array([s, 0], dtype=copy.dtype.as_numpy_dtype))
             layer_seeds.append(s)
@@ -152,7 +176,9 @@ def seed_replicas(model: Any, strategy: Any) -> list[list[int]]:
 class ReplicatedRun:
     """What :func:`train_replicated` measured: per-step losses (float32, the global mean), the
     final weights' digest, how many replicas, the time per step after the first (which traces),
-    and the indices each replica received at step 1."""
+    the indices each replica received at step 1; the state's variables and their digests
+    (replica 0's copies) at step 0, every ``digest_every`` steps and at the end; the test count
+    when a test split was given; the model's build time."""
 
     losses: np.ndarray
     fingerprint: str
@@ -160,6 +186,10 @@ class ReplicatedRun:
     seconds_per_step: float
     first_step_seconds: float
     first_split: tuple[tuple[int, ...], ...]
+    variables: tuple[VariableInfo, ...] = ()
+    digests: Mapping[int, Mapping[str, str]] = field(default_factory=dict)
+    test: Evaluation | None = None
+    build_seconds: float = 0.0
 
 
 def _slices(idx: np.ndarray, replicas: int) -> list[np.ndarray]:
@@ -202,7 +232,14 @@ def _step_function(strategy: Any, model: Any, optimizer: Any, global_batch: int)
     return step
 
 
-def _build(strategy: Any, seed: int, hidden: Sequence[int], dropout: float, masks: str) -> Any:
+def _build(
+    strategy: Any,
+    seed: int,
+    hidden: Sequence[int],
+    dropout: float,
+    masks: str,
+    learning_rate: float = 1e-3,
+) -> Any:
     import keras
 
     from reprodl import models
@@ -210,7 +247,7 @@ def _build(strategy: Any, seed: int, hidden: Sequence[int], dropout: float, mask
     keras.utils.set_random_seed(seed)
     with strategy.scope():
         model = models.build("mlp", seed, hidden=tuple(hidden), dropout=dropout)
-        optimizer = keras.optimizers.Adam(1e-3)
+        optimizer = keras.optimizers.Adam(learning_rate)
         optimizer.build(model.trainable_variables)
     if masks == "per_replica" and strategy.num_replicas_in_sync > 1:
         seed_replicas(model, strategy)
@@ -264,8 +301,11 @@ def _batches(
     return drop_index(), first
 
 
-def _run_steps(step: Any, batches: Any, steps: int) -> tuple[np.ndarray, float, float]:
-    """Run ``steps`` steps; the losses, the first step's time and the mean time of the rest."""
+def _run_steps(
+    step: Any, batches: Any, steps: int, after: Callable[[int], None] | None = None
+) -> tuple[np.ndarray, float, float]:
+    """Run ``steps`` steps; the losses, the first step's time and the mean time of the rest.
+    ``after(n)`` runs after step ``n`` (counted from 1)."""
     tf = _tf()
     loss_tensors = []
     start = time.perf_counter()
@@ -275,6 +315,8 @@ def _run_steps(step: Any, batches: Any, steps: int) -> tuple[np.ndarray, float, 
         if n == 0:
             loss_tensors[0].numpy()
             first = time.perf_counter() - start
+        if after is not None:
+            after(n + 1)
     losses = tf.stack(loss_tensors).numpy().astype(np.float32)
     rest = time.perf_counter() - start - first
     return losses, first, rest / (steps - 1) if steps > 1 else first
@@ -292,14 +334,19 @@ def train_replicated(
     dropout_masks: str = "per_replica",
     feed: str = "values",
     shard_policy: str = "DATA",
+    learning_rate: float = 1e-3,
+    digest_every: int = 0,
+    test: Split | None = None,
 ) -> ReplicatedRun:
     """Train the book's MLP (Adam 1e-3) under ``MirroredStrategy`` over ``replicas`` logical CPUs.
 
     ``batch_size`` is the *global* batch, in the order of ``IndexStream(len(split), seed)``, split
     evenly: replica ``r`` gets the ``r``-th slice (``feed="values"``), or ``tf.distribute``
     splits it (``feed="dataset"``, auto-sharding pinned to ``shard_policy``, a name of
-    ``tf.data.experimental.AutoShardPolicy``). Op determinism is turned on. Creates the logical
-    devices when missing, which only works before TensorFlow has started.
+    ``tf.data.experimental.AutoShardPolicy``). Op determinism is turned on (and checked).
+    Creates the logical devices when missing, which only works before TensorFlow has started.
+    Digests of the state (replica 0's copies) are taken at step 0, every ``digest_every`` steps
+    (0: none between) and at the end; ``test`` is counted with the final weights.
     """
     _check_batch(batch_size, replicas, steps)
     if feed not in FEEDS:
@@ -309,14 +356,92 @@ def train_replicated(
     tf = _tf()
     if not hasattr(tf.data.experimental.AutoShardPolicy, shard_policy):
         raise UsageError(f"unknown AutoShardPolicy {shard_policy!r}")
+    if digest_every < 0:
+        raise UsageError(f"digest_every must be >= 0, got {digest_every}")
     strategy = _strategy(replicas)
     _runtime.set_op_determinism(True)
-    model, optimizer = _build(strategy, seed, hidden, dropout, dropout_masks)
+    return _train_loop(
+        strategy,
+        split,
+        steps=steps,
+        batch_size=batch_size,
+        seed=seed,
+        hidden=hidden,
+        dropout=dropout,
+        dropout_masks=dropout_masks,
+        feed=feed,
+        shard_policy=shard_policy,
+        learning_rate=learning_rate,
+        digest_every=digest_every,
+        test=test,
+    )
+
+
+def require_op_determinism() -> None:
+    """:class:`SettingsError` unless TensorFlow's op determinism is on in this process (the
+    replicated loop must fail loudly on an op without a deterministic kernel, as the
+    single-device loop does)."""
+    if not _private.is_op_determinism_enabled():
+        raise SettingsError("op determinism is off: the replicated loop needs it on")
+
+
+def replica0_digests(model: Any, strategy: Any) -> dict[str, str]:
+    """Per-variable digests of ``model``'s state, read from this process's first replica's
+    copies (global replica 0 on worker 0): the per-replica dropout states differ between them."""
+    out = {}
+    for info, v in state_variables(model):
+        copy = strategy.experimental_local_results(getattr(v, "value", v))[0]
+        out[info.name] = fingerprint.array_digest(np.array(copy.numpy()))
+    return out
+
+
+def _count_correct(model: Any, test: Split) -> Evaluation:
+    """The final weights' correct predictions on ``test`` (inference: no dropout)."""
+    from reprodl.training.loop import count_correct
+
+    tf = _tf()
+
+    @tf.function
+    def predict(x: Any) -> Any:
+        return tf.argmax(model(x, training=False), axis=1, output_type=tf.int64)
+
+    return count_correct(predict, test.images, test.labels)
+
+
+def _train_loop(
+    strategy: Any,
+    split: Split,
+    *,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    hidden: Sequence[int],
+    dropout: float,
+    dropout_masks: str,
+    feed: str,
+    shard_policy: str,
+    learning_rate: float,
+    digest_every: int,
+    test: Split | None,
+) -> ReplicatedRun:
+    """The custom loop under ``strategy`` (mirrored or multi-worker), op determinism required."""
+    require_op_determinism()
+    replicas = strategy.num_replicas_in_sync
+    _check_batch(batch_size, replicas, steps)
+    start = time.perf_counter()
+    model, optimizer = _build(strategy, seed, hidden, dropout, dropout_masks, learning_rate)
+    build_seconds = time.perf_counter() - start
     stream = IndexStream(len(split), seed=seed)
     order = [stream.next(batch_size) for _ in range(steps)]
     batches, first_split = _batches(strategy, split, order, feed, shard_policy)
     step = _step_function(strategy, model, optimizer, batch_size)
-    losses, first, per_step = _run_steps(step, batches, steps)
+    digests = {0: replica0_digests(model, strategy)}
+
+    def after(n: int) -> None:
+        if n == steps or (digest_every and n % digest_every == 0):
+            digests[n] = replica0_digests(model, strategy)
+
+    losses, first, per_step = _run_steps(step, batches, steps, after)
     return ReplicatedRun(
         losses=losses,
         fingerprint=fingerprint.weights_digest(model),
@@ -324,6 +449,10 @@ def train_replicated(
         seconds_per_step=per_step,
         first_step_seconds=first,
         first_split=first_split,
+        variables=tuple(info for info, _ in state_variables(model)),
+        digests=digests,
+        test=_count_correct(model, test) if test is not None else None,
+        build_seconds=build_seconds,
     )
 
 
@@ -483,11 +612,14 @@ def worker_command(
     data: str | os.PathLike[str] | None = None,
     dropout: float = 0.0,
     trainer: str = "loop",
+    learning_rate: float = 1e-3,
+    digest_every: int = 0,
 ) -> list[str]:
     """``python -m reprodl.distributed worker ...``; ``out`` should contain ``{index}``."""
     argv = [sys.executable, "-m", "reprodl.distributed", "worker", "--out", str(out)]
     argv += ["--steps", str(steps), "--batch-size", str(batch_size), "--seed", str(seed)]
     argv += ["--dropout", str(dropout), "--trainer", trainer]
+    argv += ["--lr", repr(float(learning_rate)), "--digest-every", str(digest_every)]
     if data is not None:
         argv += ["--data", str(data)]
     return argv
@@ -504,10 +636,13 @@ def run_workers(
     dropout: float = 0.0,
     trainer: str = "loop",
     timeout: float = 300,
+    learning_rate: float = 1e-3,
+    digest_every: int = 0,
 ) -> list[dict[str, Any]]:
     """Train under ``MultiWorkerMirroredStrategy`` with ``n`` local workers; their JSON results.
 
-    ``data`` is an ``.npz`` with ``images`` and ``labels`` (default: MNIST's training set).
+    ``data`` is an ``.npz`` with ``images`` and ``labels`` (default: MNIST's training set), and
+    optionally ``test_images`` and ``test_labels`` (then each result has the test count).
     """
     out = Path(folder) / "worker_{index}.json"
     argv = worker_command(
@@ -518,49 +653,84 @@ def run_workers(
         data=data,
         dropout=dropout,
         trainer=trainer,
+        learning_rate=learning_rate,
+        digest_every=digest_every,
     )
     launch_workers(n, argv, timeout=timeout)
     return [_io.read_json(str(out).replace("{index}", str(i))) for i in range(n)]
 
 
-def _load_split(data: str | None) -> Split:
+def _load_split(data: str | None) -> tuple[Split, Split | None]:
+    """The training split and the test split, if ``data`` has one (MNIST's: none)."""
     if data is None:
         from reprodl.data import load_mnist
 
-        return load_mnist().train
+        return load_mnist().train, None
     with np.load(data) as arrays:
-        return Split(arrays["images"], arrays["labels"])
+        train = Split(arrays["images"], arrays["labels"])
+        test = None
+        if "test_images" in arrays:
+            test = Split(arrays["test_images"], arrays["test_labels"])
+    return train, test
 
 
 def _worker(args: argparse.Namespace) -> dict[str, Any]:
     """One worker of a ``MultiWorkerMirroredStrategy`` run (its task comes from ``TF_CONFIG``)."""
     _runtime.setup(args.seed)
     tf = _tf()
-    split = _load_split(args.data)
+    split, test = _load_split(args.data)
     t0 = time.perf_counter()
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
     t1 = time.perf_counter()
     n = strategy.num_replicas_in_sync
     _check_batch(args.batch_size, n, args.steps)
-    model, optimizer = _build(strategy, args.seed, (128,), args.dropout, args.dropout_masks)
-    t2 = time.perf_counter()
-    stream = IndexStream(len(split), seed=args.seed)
-    order = [stream.next(args.batch_size) for _ in range(args.steps)]
-    if args.trainer == "fit":
-        losses, first, per_step = _fit(strategy, model, optimizer, split, order, args)
-    else:
-        batches, _ = _batches(strategy, split, order, "values", "DATA")
-        step = _step_function(strategy, model, optimizer, args.batch_size)
-        losses, first, per_step = _run_steps(step, batches, args.steps)
     task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
+    result: dict[str, Any] = {"worker": task.get("index", 0), "replicas": n}
+    if args.trainer == "fit":
+        model, optimizer = _build(strategy, args.seed, (128,), args.dropout, args.dropout_masks)
+        t2 = time.perf_counter()
+        stream = IndexStream(len(split), seed=args.seed)
+        order = [stream.next(args.batch_size) for _ in range(args.steps)]
+        losses, first, per_step = _fit(strategy, model, optimizer, split, order, args)
+        digest = fingerprint.weights_digest(model)
+        build_seconds = t2 - t1
+    else:
+        run = _train_loop(
+            strategy,
+            split,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            hidden=(128,),
+            dropout=args.dropout,
+            dropout_masks=args.dropout_masks,
+            feed="values",
+            shard_policy="DATA",
+            learning_rate=args.lr,
+            digest_every=args.digest_every,
+            test=test,
+        )
+        losses, first, per_step, digest, build_seconds = (
+            run.losses,
+            run.first_step_seconds,
+            run.seconds_per_step,
+            run.fingerprint,
+            run.build_seconds,
+        )
+        result["variables"] = [
+            {"name": v.name, "shape": list(v.shape), "dtype": v.dtype, "kind": v.kind}
+            for v in run.variables
+        ]
+        result["digests"] = {str(k): dict(d) for k, d in sorted(run.digests.items())}
+        if run.test is not None:
+            result["test"] = {"correct": run.test.correct, "total": run.test.total}
     return {
-        "worker": task.get("index", 0),
-        "replicas": n,
+        **result,
         "trainer": args.trainer,
         "losses": [float(x) for x in losses],
-        "fingerprint": fingerprint.weights_digest(model),
+        "fingerprint": digest,
         "strategy_seconds": t1 - t0,
-        "build_seconds": t2 - t1,
+        "build_seconds": build_seconds,
         "first_step_seconds": first,
         "seconds_per_step": per_step,
         "versions": {"tensorflow": tf.__version__, "keras": __import__("keras").__version__},
@@ -610,6 +780,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     w.add_argument("--dropout", type=float, default=0.0)
     w.add_argument("--dropout-masks", choices=DROPOUT_MASKS, default="per_replica")
     w.add_argument("--trainer", choices=("loop", "fit"), default="loop")
+    w.add_argument("--lr", type=float, default=1e-3, help="Adam's learning rate")
+    w.add_argument("--digest-every", type=int, default=0, help="state digests every K steps")
     args = parser.parse_args(argv)
     result = _worker(args)
     out = args.out.replace("{index}", str(result["worker"]))

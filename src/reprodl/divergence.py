@@ -533,14 +533,11 @@ class Bisection:
 
 
 def _check_replayable(rec: RunRecord) -> None:
-    """Raise :class:`RecordError` unless ``rec`` holds what a replay needs (a RunSpec)."""
-    if rec.replayable:
-        return
-    if rec.meta.get("source") == "keras":
-        raise RecordError(
-            f"{rec.name}: recorded by a Keras callback: it cannot be replayed; use compare"
-        )
-    raise RecordError(f"{rec.name}: the record has no RunSpec (meta.run): it cannot be replayed")
+    """Raise :class:`RecordError` unless ``rec`` holds what a replay needs (a single-device
+    run's RunSpec)."""
+    problem = rec.replay_problem
+    if problem is not None:
+        raise RecordError(f"{rec.name}: {problem}")
 
 
 def _isolate(rec: RunRecord) -> list[str]:

@@ -19,7 +19,8 @@ Format ``reprodl.run-record``, version 2 (a JSON object)::
         "seed": 0 | null, "batch_size": 100 | null,   # null: a Keras callback cannot know them
         "steps": 200,
         "run": {...} | null,       # the RunSpec, everything needed to replay the run; null for
-                                   # a Keras callback's record (it cannot be replayed)
+                                   # a Keras callback's record (it cannot be replayed); a
+                                   # replicated run adds replicas, workers, feed, dropout_masks
         "command": [...] | null,   # the command line (a Keras callback: the process's sys.argv)
         "settings": {...},         # the pinned settings during the run (environment, threads)
         "versions": {...},         # python, numpy, tensorflow, keras, reprodl
@@ -53,6 +54,11 @@ Format ``reprodl.run-record``, version 2 (a JSON object)::
   and so is every checkpoint step; no step is after ``meta.steps``.
 - ``final_digest`` is the fingerprint of the final weights (:func:`reprodl.fingerprint.
   weights_digest`): it must equal the combination of the weight digests of the last step.
+- A data-parallel run (``train --replicas K`` or ``--workers K``, :mod:`reprodl.distributed`)
+  stores its RunSpec plus ``replicas`` (all of them), ``workers`` (processes), ``feed`` and
+  ``dropout_masks`` in ``meta.run`` (the other meta fields are a single-device run's), so
+  ``compare`` lists them as meta differences; its digests are replica 0's copies. Such a record
+  cannot be replayed (replay trains on one device).
 - ``meta.interrupted`` is null for a run that ended normally; otherwise the record was written when
   the run was stopped (a signal, an exception) and covers the steps up to the last state it could
   vouch for.
@@ -108,6 +114,8 @@ SCHEMA = "run_record"
 SOURCES = ("reprodl", "keras")
 #: What ``losses`` are (``meta.loss``): each step's own loss, or what Keras logged after it.
 LOSS_KINDS = ("step", "keras logs")
+#: The keys a data-parallel run adds to ``meta.run`` (besides the RunSpec's fields).
+REPLICA_KEYS = ("replicas", "workers", "feed", "dropout_masks")
 #: The meta fields version 2 added, with their values for a version-1 (package-loop) record.
 _V1_META = {"source": "reprodl", "loss": "step", "interrupted": None}
 _NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
@@ -144,8 +152,34 @@ class RunRecord:
 
     @property
     def replayable(self) -> bool:
-        """Whether the run can be replayed (the package's loop stored its RunSpec in meta.run)."""
-        return self.meta.get("run") is not None
+        """Whether the run can be replayed (the package's single-device loop stored its RunSpec
+        in meta.run)."""
+        return self.replay_problem is None
+
+    @property
+    def replicas(self) -> int | None:
+        """How many replicas trained the run (``meta.run.replicas``); None: a single device."""
+        run = self.meta.get("run")
+        return run.get("replicas") if isinstance(run, dict) else None
+
+    @property
+    def replay_problem(self) -> str | None:
+        """Why the run cannot be replayed, or None when it can."""
+        run = self.meta.get("run")
+        if run is None:
+            if self.meta.get("source") == "keras":
+                return "recorded by a Keras callback: it cannot be replayed; use compare"
+            return "the record has no RunSpec (meta.run): it cannot be replayed"
+        replicas = self.replicas
+        if replicas is not None:
+            workers = run.get("workers", 1)
+            where = f" on {workers} workers" if workers > 1 else ""
+            plural = "s" if replicas != 1 else ""
+            return (
+                f"trained with {replicas} replica{plural}{where}: replay supports single-device "
+                "runs only; use compare"
+            )
+        return None
 
     @property
     def interrupted(self) -> str | None:
