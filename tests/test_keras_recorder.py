@@ -42,6 +42,16 @@ def _no_record_env(monkeypatch):
     monkeypatch.delenv(rk.ENV_EVERY, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _interactive_sigint():
+    """SIGINT handled by Python, as in a terminal. A process that a non-interactive shell starts
+    in the background inherits SIGINT ignored (POSIX), and Python then leaves it ignored; the
+    recorder leaves an ignored signal alone, so these tests restore Python's handler."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def row_gru(seed: int = 0, rng_seed: int | None = 3) -> keras.Model:
     """A small recurrent model (functional): a GRU reads the image row by row. Its random
     generator (for dropout, unused here) is seeded with ``rng_seed``; None leaves it unseeded."""
@@ -580,10 +590,19 @@ model.fit(x, y, batch_size=20, epochs=epochs, shuffle=False, verbose=0,
 """
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # then the child's Python installs its own
+
+
 def _child(mode: str, path, **popen) -> subprocess.Popen:
     env = {**os.environ, rk.ENV_PATH: str(path)}
     return subprocess.Popen(
-        [sys.executable, "-c", _CHILD, mode], env=env, cwd=ROOT, text=True, **popen
+        [sys.executable, "-c", _CHILD, mode],
+        env=env,
+        cwd=ROOT,
+        text=True,
+        preexec_fn=_default_sigint,  # as from a terminal, even when run in the background
+        **popen,
     )
 
 
