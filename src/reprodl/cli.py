@@ -630,25 +630,6 @@ def _train_parallel(args: argparse.Namespace, command: list[str]) -> int:
     return 0
 
 
-def _replicated_record(
-    losses: Any, fingerprint: str, variables: list[Any], digests: dict[int, dict[str, str]]
-) -> TrainingRecord:
-    """The :class:`TrainingRecord` of a data-parallel run (digests at 0, in between, the end)."""
-    import numpy as np
-
-    from reprodl.training import TrainingRecord
-
-    steps = len(losses)
-    return TrainingRecord(
-        losses=np.asarray(losses, dtype=np.float32),
-        digests={k: dict(v) for k, v in digests.items() if 0 < k < steps},
-        final_digest=fingerprint,
-        initial_digests=dict(digests[0]),
-        final_digests=dict(digests[steps]),
-        variables=list(variables),
-    )
-
-
 def _train_replicas(
     args: argparse.Namespace, spec: RunSpec, mnist: Mnist, digest_every: int
 ) -> tuple[TrainingRecord, Evaluation, float]:
@@ -670,7 +651,7 @@ def _train_replicas(
         test=mnist.test,
     )
     seconds = time.perf_counter() - start
-    record = _replicated_record(run.losses, run.fingerprint, list(run.variables), dict(run.digests))
+    record = distributed.training_record(run)
     assert run.test is not None
     return record, run.test, seconds
 
@@ -686,9 +667,6 @@ def _train_workers(
     import numpy as np
 
     from reprodl import distributed
-    from reprodl.errors import SubprocessError
-    from reprodl.training import Evaluation
-    from reprodl.training.state import VariableInfo
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="reprodl-workers-") as folder:
@@ -713,28 +691,7 @@ def _train_workers(
             timeout=max(300.0, 60.0 + spec.steps),
         )
     seconds = time.perf_counter() - start
-    first = results[0]
-    weights = [v["name"] for v in first["variables"] if v["kind"] == "weight"]
-
-    def agreed(r: dict[str, Any]) -> tuple[Any, ...]:
-        # each worker's random generator states are its own replica's: only weights must agree
-        digests = {k: [d[n] for n in weights] for k, d in r["digests"].items()}
-        return r["fingerprint"], r["losses"], digests
-
-    for r in results[1:]:
-        if agreed(r) != agreed(first):
-            raise SubprocessError(
-                f"the workers disagree: worker 0 ended with fingerprint {first['fingerprint']}, "
-                f"worker {r['worker']} with {r['fingerprint']} (or their losses or weight "
-                "digests differ): the run is not data-parallel bit for bit"
-            )
-    variables = [
-        VariableInfo(v["name"], tuple(v["shape"]), v["dtype"], v["kind"])
-        for v in first["variables"]
-    ]
-    digests = {int(k): v for k, v in first["digests"].items()}
-    record = _replicated_record(first["losses"], first["fingerprint"], variables, digests)
-    test = Evaluation(first["test"]["correct"], first["test"]["total"])
+    record, test = distributed.workers_record(results)
     return record, test, seconds
 
 

@@ -88,7 +88,7 @@ from reprodl.data import Split, to_float
 from reprodl.errors import SettingsError, SubprocessError, UsageError
 from reprodl.fresh_process import stderr_tail
 from reprodl.seeds import derive_seeds
-from reprodl.training.results import Evaluation
+from reprodl.training.results import Evaluation, TrainingRecord
 from reprodl.training.state import VariableInfo, state_variables
 
 #: Key under which a replica's dropout seed is derived from the layer's: ``[seed, KEY, replica]``.
@@ -190,6 +190,54 @@ class ReplicatedRun:
     digests: Mapping[int, Mapping[str, str]] = field(default_factory=dict)
     test: Evaluation | None = None
     build_seconds: float = 0.0
+
+
+def _record(
+    losses: Any, fingerprint_: str, variables: Sequence[VariableInfo], digests: Mapping[int, Any]
+) -> TrainingRecord:
+    steps = len(losses)
+    return TrainingRecord(
+        losses=np.asarray(losses, dtype=np.float32),
+        digests={k: dict(v) for k, v in digests.items() if 0 < k < steps},
+        final_digest=fingerprint_,
+        initial_digests=dict(digests[0]),
+        final_digests=dict(digests[steps]),
+        variables=list(variables),
+    )
+
+
+def training_record(run: ReplicatedRun) -> TrainingRecord:
+    """The :class:`~reprodl.training.TrainingRecord` of a :func:`train_replicated` run (digests
+    at step 0, every ``digest_every`` steps and at the end), as records are made from."""
+    return _record(run.losses, run.fingerprint, run.variables, run.digests)
+
+
+def workers_record(results: Sequence[Mapping[str, Any]]) -> tuple[TrainingRecord, Evaluation]:
+    """Worker 0's run (its :class:`~reprodl.training.TrainingRecord` and test count) from the
+    results :func:`run_workers` returns; :class:`SubprocessError` unless every worker reached
+    the same fingerprint, losses and weight digests (each worker's random generator states are
+    its own replica's: only the weights must agree)."""
+    first = results[0]
+    weights = [v["name"] for v in first["variables"] if v["kind"] == "weight"]
+
+    def agreed(r: Mapping[str, Any]) -> tuple[Any, ...]:
+        digests = {k: [d[n] for n in weights] for k, d in r["digests"].items()}
+        return r["fingerprint"], r["losses"], digests
+
+    for r in results[1:]:
+        if agreed(r) != agreed(first):
+            raise SubprocessError(
+                f"the workers disagree: worker 0 ended with fingerprint {first['fingerprint']}, "
+                f"worker {r['worker']} with {r['fingerprint']} (or their losses or weight "
+                "digests differ): the run is not data-parallel bit for bit"
+            )
+    variables = [
+        VariableInfo(v["name"], tuple(v["shape"]), v["dtype"], v["kind"])
+        for v in first["variables"]
+    ]
+    digests = {int(k): v for k, v in first["digests"].items()}
+    test = Evaluation(first["test"]["correct"], first["test"]["total"])
+    return _record(first["losses"], first["fingerprint"], variables, digests), test
 
 
 def _slices(idx: np.ndarray, replicas: int) -> list[np.ndarray]:
@@ -733,7 +781,7 @@ def _worker(args: argparse.Namespace) -> dict[str, Any]:
         "build_seconds": build_seconds,
         "first_step_seconds": first,
         "seconds_per_step": per_step,
-        "versions": {"tensorflow": tf.__version__, "keras": __import__("keras").__version__},
+        "versions": _runtime.versions(),
     }
 
 
