@@ -33,6 +33,7 @@ from reprodl.training.checkpoints import (
     restore_checkpoint,
     save_checkpoint,
 )
+from reprodl.training.lanes import lane_forward
 from reprodl.training.results import Evaluation, TrainingRecord
 from reprodl.training.state import state_digests, state_variables
 
@@ -44,11 +45,15 @@ def loss_function() -> Any:
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def compiled_step(model: Any, optimizer: Any, split: Split, batch_size: int | None = None) -> Any:
+def compiled_step(
+    model: Any, optimizer: Any, split: Split, batch_size: int | None = None, lanes: bool = True
+) -> Any:
     """One training step as a ``tf.function`` taking the batch's indices into ``split``.
 
     The whole split is one tensor on the device; a step gathers its batch, computes the loss and
     applies the gradients. ``batch_size`` fixes the input signature (one trace for all calls).
+    ``lanes`` cuts the big layers in two halves that run side by side and give the same bits
+    (:mod:`reprodl.training.lanes`); ``False`` calls the model as it is.
     """
     import tensorflow as tf
 
@@ -57,13 +62,14 @@ def compiled_step(model: Any, optimizer: Any, split: Split, batch_size: int | No
     loss_fn = loss_function()
     variables = model.trainable_variables
     signature = None if batch_size is None else [tf.TensorSpec([batch_size], tf.int32)]
+    forward = lane_forward(model) if lanes else (lambda x: model(x, training=True))
 
     @tf.function(input_signature=signature)
     def step(idx):
         x = tf.gather(images, idx)
         y = tf.gather(labels, idx)
         with tf.GradientTape() as tape:
-            loss = loss_fn(y, model(x, training=True))
+            loss = loss_fn(y, forward(x))
         optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
         return loss
 
@@ -109,6 +115,7 @@ def train(
     checkpoint_every: int = 0,
     checkpoint_dir: str | os.PathLike[str] | None = None,
     resume: str | os.PathLike[str] | Checkpoint | None = None,
+    lanes: bool = True,
 ) -> TrainingRecord:
     """Train ``model`` for ``steps`` steps on batches in a seeded order; record the run.
 
@@ -117,7 +124,8 @@ def train(
     digests after every k-th step (0: only before the first and after the last step).
     ``checkpoint_every=k`` writes a checkpoint into ``checkpoint_dir`` before the first step and
     after every k-th; ``resume`` restores one and trains on up to step ``steps`` (counted from the
-    start of the original run), bit-identically to the run that wrote it.
+    start of the original run), bit-identically to the run that wrote it. ``lanes=False`` runs
+    the model's big layers whole instead of in two lanes (the same bits, slower).
     """
     import tensorflow as tf
 
@@ -125,7 +133,7 @@ def train(
         raise UsageError(f"steps and batch_size must be positive, got {steps} and {batch_size}")
     if checkpoint_every and checkpoint_dir is None:
         raise UsageError("checkpoint_every needs a checkpoint_dir")
-    step = compiled_step(model, optimizer, split)
+    step = compiled_step(model, optimizer, split, lanes=lanes)
     stream = stream or IndexStream(len(split), seed=order_seed)
     where = {"checkpoint_every": checkpoint_every, "checkpoint_dir": checkpoint_dir}
     first = _start(model, optimizer, stream, steps=steps, resume=resume, **where)

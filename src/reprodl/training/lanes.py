@@ -1,0 +1,269 @@
+"""Two lanes: a training step's big ops cut in two halves that give the bits of the whole op.
+
+Under the pins every op runs on one thread (a thread count above one lets oneDNN split sums in a
+CPU-dependent way; see :mod:`reprodl.runtime`), and the two inter-op threads can only run ops
+that do not depend on each other. A Sequential model is one chain of ops, so for most of a step
+one core idles. :func:`lane_forward` cuts the largest ops into two independent halves, which the
+inter-op threads run side by side, along dimensions whose elements the op computes separately:
+
+- ``Conv2D``: the forward pass and the gradient of its input by images (the batch), the kernel's
+  gradient by output channels;
+- ``Dense``: the forward pass by output units (the kernel's columns), both gradients by input
+  features (the kernel's rows).
+
+Between two ``Conv2D`` layers, the layers that compute each image by itself (``MaxPooling2D``,
+``Reshape``, ``Flatten``) run on each half, so the lanes meet only where a layer needs the whole
+batch.
+
+No cut splits a sum: every output element is the same chain of additions as in the whole op, and
+the sums over the batch (the bias gradients, the kernel gradient's sum over images) stay whole.
+That the bits are the plain step's is still measured, not assumed (``tests/test_lanes.py``), as a
+kernel may take another code path for a smaller shape: cutting a ``Dense`` by the batch, which
+splits no sum either, changes the bits (oneDNN in TensorFlow 2.21, ISA capped at AVX2). Layers
+that are small, not plain ReLU/linear, or of another kind run as Keras runs them.
+"""
+
+from __future__ import annotations
+
+from reprodl import runtime as _runtime  # noqa: F401  (pins the process before NumPy loads)
+
+# isort: split
+from collections.abc import Callable
+from typing import Any
+
+#: Smallest ``Dense`` width (units) and ``Conv2D`` filter count whose kernel-side cuts pay for
+#: their slicing and concatenation; smaller layers stay whole.
+MIN_DENSE_UNITS = 256
+MIN_CONV_FILTERS = 32
+
+
+def lane_forward(model: Any) -> Callable[[Any], Any]:
+    """The training-mode forward pass of ``model`` with its big layers cut into two lanes.
+
+    For a ``keras.Sequential`` model, returns a function of the input batch that computes the
+    same outputs and, under a ``GradientTape``, the same gradients bit for bit as
+    ``model(x, training=True)``, with the cuts described in the module's docstring. The two
+    halves of the batch stay apart from a ``Conv2D`` on through the layers that compute each
+    image by itself, so that the lanes run without waiting for each other. Any other model is
+    called as it is.
+    """
+    import keras
+    import tensorflow as tf
+
+    if not isinstance(model, keras.Sequential) or not model.built:
+        return lambda x: model(x, training=True)
+    plan = [(layer, _kind(layer)) for layer in model.layers]
+
+    def forward(x):
+        state = x  # one tensor, or the pair of the batch's halves
+        for layer, kind in plan:
+            if kind in ("conv", "dense") and not cuts_are_exact(layer, kind, _whole_shape(state)):
+                kind = "whole"
+            if kind == "conv":
+                pair = state if isinstance(state, tuple) else tuple(_split(state))
+                state = _conv2d(layer)(*pair, layer.kernel, layer.bias)
+            elif kind == "per-image" and isinstance(state, tuple):
+                state = tuple(layer(half, training=True) for half in state)
+            else:
+                whole = tf.concat(state, 0) if isinstance(state, tuple) else state
+                if kind == "dense":
+                    state = _dense(_activation(layer))(whole, layer.kernel, layer.bias)
+                else:
+                    state = layer(whole, training=True)
+        return tf.concat(state, 0) if isinstance(state, tuple) else state
+
+    return forward
+
+
+#: The verdicts of :func:`cuts_are_exact`, by layer configuration and input shape.
+_VERDICTS: dict[tuple, bool] = {}
+
+
+def cuts_are_exact(layer: Any, kind: str, shape: tuple[int, ...] | None) -> bool:
+    """Whether ``layer``'s cuts give the whole layer's bits, forward and backward, on this CPU for
+    inputs of ``shape``: measured once per configuration and shape, and remembered.
+
+    Which kernel oneDNN runs depends on the shapes, and a smaller shape can take a path with
+    another order of additions (the book's CNN is exact; a ``Dense`` of 12,544 inputs and 300
+    units is not). The kernel's choice does not depend on the values, so one run of both forms
+    on random values of the real shapes, compiled as the step is, settles it for every batch.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    if shape is None or None in shape:
+        return False
+    key = (kind, shape, tuple(layer.kernel.shape), getattr(layer, "strides", None),
+           getattr(layer, "padding", None), _activation(layer))  # fmt: skip
+    if key not in _VERDICTS:
+        relu = _activation(layer)
+        if kind == "conv":
+            conv = _conv2d(layer)
+
+            def cut(x):
+                return tf.concat(conv(*_split(x), layer.kernel, layer.bias), 0)
+        else:
+            dense = _dense(relu)
+
+            def cut(x):
+                return dense(x, layer.kernel, layer.bias)
+
+        @tf.function(autograph=False)
+        def both(x):
+            # tf.gradients, not a GradientTape: tapes are paused under tf.init_scope
+            sources = [x, layer.kernel.value, layer.bias.value]
+            whole, parts = layer(x, training=True), cut(x)
+            upstream = tf.cos(7 * whole)  # any values: what matters is the kernels' paths
+            return (
+                [whole, *tf.gradients(whole, sources, grad_ys=upstream)],
+                [parts, *tf.gradients(parts, sources, grad_ys=upstream)],
+            )
+
+        with tf.init_scope():  # run now, eagerly, even while a step is being traced
+            x = tf.constant(np.random.default_rng(0).standard_normal(shape, dtype=np.float32))
+            whole, parts = both(x)
+            _VERDICTS[key] = all(
+                np.array_equal(a.numpy(), b.numpy()) for a, b in zip(whole, parts, strict=True)
+            )
+    return _VERDICTS[key]
+
+
+def _whole_shape(state: Any) -> tuple[int, ...] | None:
+    """The static shape of the whole batch that ``state`` (a tensor or a pair of halves) holds."""
+    if not isinstance(state, tuple):
+        return tuple(state.shape) if state.shape.rank is not None else None
+    first, second = (tuple(half.shape) for half in state)
+    if first[0] is None or second[0] is None:
+        return None
+    return (first[0] + second[0], *first[1:])
+
+
+def _kind(layer: Any) -> str:
+    """How :func:`lane_forward` runs ``layer``: "conv" or "dense" (cut in two lanes),
+    "per-image" (on each half of the batch), or "whole"."""
+    import keras
+
+    kind = type(layer)  # exactly these classes: a subclass may compute something else
+    if kind in (keras.layers.MaxPooling2D, keras.layers.Reshape, keras.layers.Flatten):
+        return "per-image"  # moves and maxima only: the halves give the whole call's bits
+    if kind not in (keras.layers.Conv2D, keras.layers.Dense) or not layer.use_bias:
+        return "whole"
+    if _activation(layer) is None:
+        return "whole"
+    if kind is keras.layers.Conv2D and _plain_conv(layer):
+        return "conv"
+    if kind is keras.layers.Dense and layer.units >= MIN_DENSE_UNITS:
+        return "dense"
+    return "whole"
+
+
+def _activation(layer: Any) -> bool | None:
+    """True for ReLU, False for linear, None for any other activation."""
+    import keras
+
+    activation = getattr(layer, "activation", None)
+    if activation is keras.activations.relu:
+        return True
+    if activation is keras.activations.linear:
+        return False
+    return None
+
+
+def _plain_conv(layer: Any) -> bool:
+    """A channels-last, ungrouped, undilated convolution."""
+    return (
+        layer.data_format == "channels_last"
+        and layer.groups == 1
+        and all(d == 1 for d in layer.dilation_rate)
+    )
+
+
+def _split(x: Any, axis: int = 0) -> list[Any]:
+    """``x`` cut in two halves along ``axis``, by one op: when it is done, both lanes' next ops
+    are ready at once and the executor gives them one thread each (two slices, run one after
+    the other, can leave both next ops on one thread)."""
+    import tensorflow as tf
+
+    n = x.shape[axis]
+    n = tf.shape(x)[axis] if n is None else n
+    return tf.split(x, tf.stack([n // 2, n - n // 2]) if tf.is_tensor(n) else [n // 2, n - n // 2],
+                    axis=axis, num=2)  # fmt: skip
+
+
+def _conv2d(layer: Any) -> Callable[..., Any]:
+    """``relu?(conv2d(x, k) + b)`` on the batch's two halves: the forward pass and the input's
+    gradient for each half apart, the bias and kernel gradients over the whole batch, the
+    kernel's by output channels in two lanes (wide layers only)."""
+    import tensorflow as tf
+    from tensorflow.python.ops import gen_nn_ops
+
+    relu = _activation(layer)
+    strides = [1, *layer.strides, 1]
+    padding = layer.padding.upper()
+    backprop_filter = tf.compat.v1.nn.conv2d_backprop_filter
+    backprop_input = tf.compat.v1.nn.conv2d_backprop_input
+
+    @tf.custom_gradient
+    def conv(x_first, x_second, kernel, bias):
+        def one(x):
+            out = tf.nn.bias_add(tf.nn.convolution(x, kernel, layer.strides, padding), bias)
+            return tf.nn.relu(out) if relu else out
+
+        xs = (x_first, x_second)
+        ys = tuple(one(x) for x in xs)
+
+        def grad(*dys):
+            gs = [gen_nn_ops.relu_grad(d, y) if relu else d for d, y in zip(dys, ys, strict=True)]
+            g, x = tf.concat(gs, 0), tf.concat(xs, 0)
+            d_bias = gen_nn_ops.bias_add_grad(g)
+            if kernel.shape[-1] >= MIN_CONV_FILTERS:
+                parts = _split(g, 3)
+                sizes = [[*kernel.shape[:3], part.shape[-1]] for part in parts]
+                d_kernel = tf.concat(
+                    [
+                        backprop_filter(x, size, part, strides, padding)
+                        for size, part in zip(sizes, parts, strict=True)
+                    ],
+                    3,
+                )
+            else:
+                d_kernel = backprop_filter(x, tf.shape(kernel), g, strides, padding)
+            d_xs = [
+                backprop_input(tf.shape(x), kernel, g, strides, padding)
+                for x, g in zip(xs, gs, strict=True)
+            ]
+            return (*d_xs, d_kernel, d_bias)
+
+        return ys, grad
+
+    return conv
+
+
+def _dense(relu: bool) -> Callable[..., Any]:
+    """``relu?(x @ w + b)`` in two lanes: output units for the forward pass, input features for
+    the kernel's and the input's gradients."""
+    import tensorflow as tf
+    from tensorflow.python.ops import gen_math_ops, gen_nn_ops
+
+    @tf.custom_gradient
+    def dense(x, kernel, bias):
+        def one(w, b):
+            out = tf.nn.bias_add(tf.matmul(x, w), b)
+            return tf.nn.relu(out) if relu else out
+
+        y = tf.concat([one(w, b) for w, b in zip(_split(kernel, 1), _split(bias), strict=True)], 1)
+
+        def grad(dy):
+            g = gen_nn_ops.relu_grad(dy, y) if relu else dy
+            d_bias = gen_nn_ops.bias_add_grad(g)
+            d_kernel = tf.concat(
+                [gen_math_ops.mat_mul(part, g, transpose_a=True) for part in _split(x, 1)], 0
+            )
+            d_x = tf.concat(
+                [gen_math_ops.mat_mul(g, rows, transpose_b=True) for rows in _split(kernel)], 1
+            )
+            return d_x, d_kernel, d_bias
+
+        return y, grad
+
+    return dense
