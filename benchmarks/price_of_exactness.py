@@ -3,12 +3,16 @@
 - ``stock``: Keras ``fit`` with TensorFlow's defaults (no pins, no op determinism, no seeds):
   what a user who does not care about reproducibility runs;
 - ``pinned-fit``: Keras ``fit`` in a process pinned by ``reprodl.setup`` (op determinism on);
-- ``own-loop``: the book's own compiled loop (``reprodl.training.train``), pinned.
+- ``own-loop-whole``: the book's own compiled loop (``reprodl.training.train``), pinned, every
+  layer whole (``lanes=False``);
+- ``own-loop``: the same loop with its big layers in two lanes (``reprodl.training.lanes``): the
+  same bits, the two cores busier.
 
 Usage: python benchmarks/price_of_exactness.py [--steps 150] [--warmup 20] [--repeats 3] [--out F]
 
 Each measurement runs in a fresh process (the pins are process-wide), and the variants alternate
-(stock, pinned-fit, own-loop, stock, ...) so that a busy machine hurts all of them alike. A
+(stock, pinned-fit, own-loop-whole, own-loop, stock, ...) so that a busy machine hurts all of them
+alike; the two own-loop variants also report their fingerprints, which must be equal. A
 measurement times ``--steps`` steps after ``--warmup`` untimed ones (tracing, first allocations).
 Prints one line per measurement and the median ratios; writes a JSON record with the machine.
 """
@@ -24,7 +28,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-VARIANTS = ("stock", "pinned-fit", "own-loop")
+VARIANTS = ("stock", "pinned-fit", "own-loop-whole", "own-loop")
 
 _CHILD = r"""
 import json, os, sys, time
@@ -48,11 +52,13 @@ mnist = data.load_mnist(data_dir)
 split = data.Split(mnist.train.images[:n], mnist.train.labels[:n])
 model = models.build("cnn", 0)
 optimizer = training.make_optimizer("adam", 2e-3)
-if variant == "own-loop":
+if variant.startswith("own-loop"):
     record = training.train(model, split, steps=warmup + steps, batch_size=100,
-                            optimizer=optimizer, order_seed=0)
+                            optimizer=optimizer, order_seed=0, lanes=variant == "own-loop")
     rate = record.steps_per_second  # the loop's own clock, first (tracing) step excluded
+    bits = record.final_digest
 else:
+    bits = None
     times = []
 
     class Clock(keras.callbacks.Callback):
@@ -65,7 +71,7 @@ else:
               shuffle=variant == "stock", verbose=0, callbacks=[Clock()])
     rate = steps / (times[-1] - times[warmup - 1])
 print(json.dumps({
-    "variant": variant, "steps_per_second": rate,
+    "variant": variant, "steps_per_second": rate, "fingerprint": bits,
     "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
     "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
     "op_determinism": _tf.is_op_determinism_enabled(),
@@ -126,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         "own-loop / stock": median["own-loop"] / median["stock"],
         "pinned-fit / stock": median["pinned-fit"] / median["stock"],
         "own-loop / pinned-fit": median["own-loop"] / median["pinned-fit"],
+        "own-loop / own-loop-whole": median["own-loop"] / median["own-loop-whole"],
     }
     for variant in VARIANTS:
         print(f"median {variant:<10} {median[variant]:6.2f} steps/s")

@@ -1,4 +1,4 @@
-"""Two lanes give the plain step's bits: same losses and per-variable digests at every step.
+"""Lanes give the plain step's bits: same losses and per-variable digests at every step.
 
 These tests are the evidence behind :mod:`reprodl.training.lanes`: a cut that changes one bit
 (another kernel path for a smaller shape, a gradient assembled in another order) fails them.
@@ -38,7 +38,7 @@ def _same_run(a, b):
 
 
 @pytest.mark.parametrize(("name", "steps"), [("softmax", 30), ("mlp", 30), ("cnn", 12)])
-def test_book_models_train_the_same_bits_in_two_lanes(mnist_dir, name, steps):
+def test_book_models_train_the_same_bits_in_lanes(mnist_dir, name, steps):
     mnist = data.load_mnist(mnist_dir)
     split = data.Split(mnist.train.images[:5000], mnist.train.labels[:5000])
     plain = _record(models.build(name, 0), split, steps, lanes_on=False)
@@ -80,7 +80,7 @@ def _small_cnn(seed, padding, strides, activation, filters):
     ("padding", "strides", "activation", "filters", "batch"),
     [
         ("same", 1, "relu", 64, 10),
-        ("valid", 2, None, 65, 7),  # odd filter count and odd batch: unequal halves
+        ("valid", 2, None, 65, 7),  # odd filter count and odd batch: unequal pieces
         ("same", 1, "tanh", 64, 10),  # another activation: the layers run whole
     ],
 )
@@ -94,7 +94,7 @@ def test_other_shapes_train_the_same_bits(digits, padding, strides, activation, 
 
 
 def test_the_cnn_is_really_cut():
-    """The lanes must not fall back silently: the CNN's step holds each layer's halves."""
+    """The lanes must not fall back silently: the CNN's step holds each layer's pieces."""
     import tensorflow as tf
 
     model = models.build("cnn", 0)
@@ -105,8 +105,8 @@ def test_the_cnn_is_really_cut():
     x = tf.zeros((100, 28, 28))  # the book's batch: its cuts are measured exact
     graph = tf.function(lambda x: forward(x)).get_concrete_function(x).graph
     ops = [op.type for op in graph.get_operations()]
-    assert ops.count("Conv2D") == 4  # two layers, two halves each
-    assert ops.count("MatMul") == 3  # dense_1024 in two lanes, the logits whole
+    assert ops.count("Conv2D") == 2 * lanes.BATCH_PIECES  # two layers, cut by images
+    assert ops.count("MatMul") == lanes.DENSE_PIECES + 1  # dense_1024 cut by units, logits whole
 
 
 def test_a_model_that_is_not_sequential_is_called_as_it_is():

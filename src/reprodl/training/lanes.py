@@ -1,26 +1,30 @@
-"""Two lanes: a training step's big ops cut in two halves that give the bits of the whole op.
+"""Lanes: a training step's big ops cut into pieces that give the bits of the whole op.
 
 Under the pins every op runs on one thread (a thread count above one lets oneDNN split sums in a
 CPU-dependent way; see :mod:`reprodl.runtime`), and the two inter-op threads can only run ops
-that do not depend on each other. A Sequential model is one chain of ops, so for most of a step
-one core idles. :func:`lane_forward` cuts the largest ops into two independent halves, which the
+that do not depend on each other. A Sequential model is one chain of ops, so for much of a step
+one core idles. :func:`lane_forward` cuts the largest ops into independent pieces, which the two
 inter-op threads run side by side, along dimensions whose elements the op computes separately:
 
 - ``Conv2D``: the forward pass and the gradient of its input by images (the batch), the kernel's
   gradient by output channels;
-- ``Dense``: the forward pass by output units (the kernel's columns), both gradients by input
-  features (the kernel's rows).
+- ``Dense`` (wide ones): the forward pass by output units (the kernel's columns). Its two
+  gradient products are independent of each other already, and run side by side whole.
 
-Between two ``Conv2D`` layers, the layers that compute each image by itself (``MaxPooling2D``,
-``Reshape``, ``Flatten``) run on each half, so the lanes meet only where a layer needs the whole
-batch.
+From a ``Conv2D`` on, the layers that compute each image by itself (``MaxPooling2D``,
+``Reshape``, ``Flatten``) run on each piece of the batch, so the pieces meet only where a layer
+needs the whole batch.
 
 No cut splits a sum: every output element is the same chain of additions as in the whole op, and
 the sums over the batch (the bias gradients, the kernel gradient's sum over images) stay whole.
-That the bits are the plain step's is still measured, not assumed (``tests/test_lanes.py``), as a
-kernel may take another code path for a smaller shape: cutting a ``Dense`` by the batch, which
-splits no sum either, changes the bits (oneDNN in TensorFlow 2.21, ISA capped at AVX2). Layers
-that are small, not plain ReLU/linear, or of another kind run as Keras runs them.
+That this gives the same bits is measured, not assumed, because a kernel may take another code
+path for a smaller shape: cutting a ``Dense`` by the batch, which splits no sum either, changes
+the bits (oneDNN in TensorFlow 2.21, ISA capped at AVX2), and so does cutting a 12,544-input,
+300-unit ``Dense`` by units, while the book's 3,136-input, 1,024-unit layer is exact. So
+:func:`cuts_are_exact` runs each cut layer both ways once, on this CPU, for the shapes of the
+step, and a layer whose cut changes a bit runs whole. ``tests/test_lanes.py`` checks whole
+trainings bit for bit, and the cross-CPU battery runs the lanes under emulated CPUs. Layers that
+are small, not plain ReLU/linear, or of another kind run as Keras runs them.
 """
 
 from __future__ import annotations
@@ -35,15 +39,22 @@ from typing import Any
 #: their slicing and concatenation; smaller layers stay whole.
 MIN_DENSE_UNITS = 256
 MIN_CONV_FILTERS = 32
+#: How many pieces each cut makes: by images for a ``Conv2D`` (forward pass and input gradient),
+#: by output channels for its kernel gradient, by output units for a wide ``Dense``'s forward
+#: pass. More pieces than threads keep both threads busy when one piece waits; four measured
+#: faster than two on the book's CNN (``benchmarks/price_of_exactness.py``).
+BATCH_PIECES = 4
+KERNEL_PIECES = 4
+DENSE_PIECES = 4
 
 
 def lane_forward(model: Any) -> Callable[[Any], Any]:
-    """The training-mode forward pass of ``model`` with its big layers cut into two lanes.
+    """The training-mode forward pass of ``model`` with its big layers cut into pieces.
 
     For a ``keras.Sequential`` model, returns a function of the input batch that computes the
     same outputs and, under a ``GradientTape``, the same gradients bit for bit as
     ``model(x, training=True)``, with the cuts described in the module's docstring. The two
-    halves of the batch stay apart from a ``Conv2D`` on through the layers that compute each
+    pieces of the batch stay apart from a ``Conv2D`` on through the layers that compute each
     image by itself, so that the lanes run without waiting for each other. Any other model is
     called as it is.
     """
@@ -55,15 +66,15 @@ def lane_forward(model: Any) -> Callable[[Any], Any]:
     plan = [(layer, _kind(layer)) for layer in model.layers]
 
     def forward(x):
-        state = x  # one tensor, or the pair of the batch's halves
+        state = x  # one tensor, or a tuple of the batch's pieces
         for layer, kind in plan:
             if kind in ("conv", "dense") and not cuts_are_exact(layer, kind, _whole_shape(state)):
                 kind = "whole"
             if kind == "conv":
-                pair = state if isinstance(state, tuple) else tuple(_split(state))
-                state = _conv2d(layer)(*pair, layer.kernel, layer.bias)
+                parts = state if isinstance(state, tuple) else tuple(_split(state, 0, BATCH_PIECES))
+                state = _conv2d(layer)(*parts, layer.kernel, layer.bias)
             elif kind == "per-image" and isinstance(state, tuple):
-                state = tuple(layer(half, training=True) for half in state)
+                state = tuple(layer(piece, training=True) for piece in state)
             else:
                 whole = tf.concat(state, 0) if isinstance(state, tuple) else state
                 if kind == "dense":
@@ -101,7 +112,7 @@ def cuts_are_exact(layer: Any, kind: str, shape: tuple[int, ...] | None) -> bool
             conv = _conv2d(layer)
 
             def cut(x):
-                return tf.concat(conv(*_split(x), layer.kernel, layer.bias), 0)
+                return tf.concat(conv(*_split(x, 0, BATCH_PIECES), layer.kernel, layer.bias), 0)
         else:
             dense = _dense(relu)
 
@@ -129,23 +140,23 @@ def cuts_are_exact(layer: Any, kind: str, shape: tuple[int, ...] | None) -> bool
 
 
 def _whole_shape(state: Any) -> tuple[int, ...] | None:
-    """The static shape of the whole batch that ``state`` (a tensor or a pair of halves) holds."""
+    """The static shape of the whole batch that ``state`` (a tensor or the batch's pieces) holds."""
     if not isinstance(state, tuple):
         return tuple(state.shape) if state.shape.rank is not None else None
-    first, second = (tuple(half.shape) for half in state)
-    if first[0] is None or second[0] is None:
+    shapes = [tuple(piece.shape) for piece in state]
+    if any(shape[0] is None for shape in shapes):
         return None
-    return (first[0] + second[0], *first[1:])
+    return (sum(shape[0] for shape in shapes), *shapes[0][1:])
 
 
 def _kind(layer: Any) -> str:
-    """How :func:`lane_forward` runs ``layer``: "conv" or "dense" (cut in two lanes),
-    "per-image" (on each half of the batch), or "whole"."""
+    """How :func:`lane_forward` runs ``layer``: "conv" or "dense" (cut into pieces),
+    "per-image" (on each piece of the batch), or "whole"."""
     import keras
 
     kind = type(layer)  # exactly these classes: a subclass may compute something else
     if kind in (keras.layers.MaxPooling2D, keras.layers.Reshape, keras.layers.Flatten):
-        return "per-image"  # moves and maxima only: the halves give the whole call's bits
+        return "per-image"  # moves and maxima only: the pieces give the whole call's bits
     if kind not in (keras.layers.Conv2D, keras.layers.Dense) or not layer.use_bias:
         return "whole"
     if _activation(layer) is None:
@@ -178,22 +189,22 @@ def _plain_conv(layer: Any) -> bool:
     )
 
 
-def _split(x: Any, axis: int = 0) -> list[Any]:
-    """``x`` cut in two halves along ``axis``, by one op: when it is done, both lanes' next ops
-    are ready at once and the executor gives them one thread each (two slices, run one after
-    the other, can leave both next ops on one thread)."""
+def _split(x: Any, axis: int = 0, pieces: int = 2) -> list[Any]:
+    """``x`` cut in ``pieces`` near-equal parts along ``axis``, by one op: when it is done, all
+    the lanes' next ops are ready at once and the executor spreads them over its threads
+    (slices, run one after the other, can leave the next ops on one thread)."""
     import tensorflow as tf
 
     n = x.shape[axis]
     n = tf.shape(x)[axis] if n is None else n
-    return tf.split(x, tf.stack([n // 2, n - n // 2]) if tf.is_tensor(n) else [n // 2, n - n // 2],
-                    axis=axis, num=2)  # fmt: skip
+    sizes = [(n * (i + 1)) // pieces - (n * i) // pieces for i in range(pieces)]
+    return tf.split(x, tf.stack(sizes) if tf.is_tensor(n) else sizes, axis=axis, num=pieces)
 
 
 def _conv2d(layer: Any) -> Callable[..., Any]:
-    """``relu?(conv2d(x, k) + b)`` on the batch's two halves: the forward pass and the input's
-    gradient for each half apart, the bias and kernel gradients over the whole batch, the
-    kernel's by output channels in two lanes (wide layers only)."""
+    """``relu?(conv2d(x, k) + b)`` on the batch's pieces: the forward pass and the input's
+    gradient for each piece apart, the bias and kernel gradients over the whole batch, the
+    kernel's in :data:`KERNEL_PIECES` pieces by output channels (wide layers only)."""
     import tensorflow as tf
     from tensorflow.python.ops import gen_nn_ops
 
@@ -204,12 +215,13 @@ def _conv2d(layer: Any) -> Callable[..., Any]:
     backprop_input = tf.compat.v1.nn.conv2d_backprop_input
 
     @tf.custom_gradient
-    def conv(x_first, x_second, kernel, bias):
+    def conv(*args):
+        *xs, kernel, bias = args
+
         def one(x):
             out = tf.nn.bias_add(tf.nn.convolution(x, kernel, layer.strides, padding), bias)
             return tf.nn.relu(out) if relu else out
 
-        xs = (x_first, x_second)
         ys = tuple(one(x) for x in xs)
 
         def grad(*dys):
@@ -217,7 +229,7 @@ def _conv2d(layer: Any) -> Callable[..., Any]:
             g, x = tf.concat(gs, 0), tf.concat(xs, 0)
             d_bias = gen_nn_ops.bias_add_grad(g)
             if kernel.shape[-1] >= MIN_CONV_FILTERS:
-                parts = _split(g, 3)
+                parts = _split(g, 3, KERNEL_PIECES)
                 sizes = [[*kernel.shape[:3], part.shape[-1]] for part in parts]
                 d_kernel = tf.concat(
                     [
@@ -240,8 +252,9 @@ def _conv2d(layer: Any) -> Callable[..., Any]:
 
 
 def _dense(relu: bool) -> Callable[..., Any]:
-    """``relu?(x @ w + b)`` in two lanes: output units for the forward pass, input features for
-    the kernel's and the input's gradients."""
+    """``relu?(x @ w + b)`` with the forward pass in :data:`DENSE_PIECES` pieces by output units;
+    the kernel's and the input's gradients are two independent products already, which the two
+    inter-op threads run side by side."""
     import tensorflow as tf
     from tensorflow.python.ops import gen_math_ops, gen_nn_ops
 
@@ -251,17 +264,14 @@ def _dense(relu: bool) -> Callable[..., Any]:
             out = tf.nn.bias_add(tf.matmul(x, w), b)
             return tf.nn.relu(out) if relu else out
 
-        y = tf.concat([one(w, b) for w, b in zip(_split(kernel, 1), _split(bias), strict=True)], 1)
+        parts = zip(_split(kernel, 1, DENSE_PIECES), _split(bias, 0, DENSE_PIECES), strict=True)
+        y = tf.concat([one(w, b) for w, b in parts], 1)
 
         def grad(dy):
             g = gen_nn_ops.relu_grad(dy, y) if relu else dy
             d_bias = gen_nn_ops.bias_add_grad(g)
-            d_kernel = tf.concat(
-                [gen_math_ops.mat_mul(part, g, transpose_a=True) for part in _split(x, 1)], 0
-            )
-            d_x = tf.concat(
-                [gen_math_ops.mat_mul(g, rows, transpose_b=True) for rows in _split(kernel)], 1
-            )
+            d_kernel = gen_math_ops.mat_mul(x, g, transpose_a=True)
+            d_x = gen_math_ops.mat_mul(g, kernel, transpose_b=True)
             return d_x, d_kernel, d_bias
 
         return y, grad

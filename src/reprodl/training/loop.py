@@ -52,7 +52,7 @@ def compiled_step(
 
     The whole split is one tensor on the device; a step gathers its batch, computes the loss and
     applies the gradients. ``batch_size`` fixes the input signature (one trace for all calls).
-    ``lanes`` cuts the big layers in two halves that run side by side and give the same bits
+    ``lanes`` cuts the big layers into pieces that run side by side and give the same bits
     (:mod:`reprodl.training.lanes`); ``False`` calls the model as it is.
     """
     import tensorflow as tf
@@ -125,7 +125,7 @@ def train(
     ``checkpoint_every=k`` writes a checkpoint into ``checkpoint_dir`` before the first step and
     after every k-th; ``resume`` restores one and trains on up to step ``steps`` (counted from the
     start of the original run), bit-identically to the run that wrote it. ``lanes=False`` runs
-    the model's big layers whole instead of in two lanes (the same bits, slower).
+    the model's big layers whole instead of in pieces (the same bits, slower).
     """
     import tensorflow as tf
 
