@@ -3,7 +3,7 @@
 The bits of a float32 training run depend on more than seeds: on how many threads split each
 reduction, on the CPU instruction set oneDNN and OpenBLAS dispatch to, on the CPU's cache sizes,
 and on whether TensorFlow's op determinism is on. :func:`pin_environment` fixes the settings that
-must be in the environment before NumPy or TensorFlow load (``import reprodl`` calls it);
+must be in the environment before NumPy or TensorFlow load (importing this module calls it);
 :func:`setup` applies the rest and seeds every random number generator. Settings that are already
 too late to change are reported as a :class:`ReproducibilityWarning`, never silently ignored.
 
@@ -21,8 +21,10 @@ Cascadelake-Server and Icelake-Server; records in ``src/reprodl/results/cross_cp
   by side (each op still computes alone: no bit changes). On the Zen 4 the deep CNN trains at 14.0
   steps/s this way against 9.9 with oneDNN's ops off and 2 threads
   (``src/reprodl/results/pin_settings_speed.json``), the fastest setting that was exact on every
-  CPU tried; stock, unpinned Keras is faster still (19.4 steps/s, with AVX-512 and both cores in
-  every op: ``src/reprodl/results/price_of_exactness.json``).
+  CPU tried. Stock, unpinned Keras, with AVX-512 and both cores in every op, is faster (19.2
+  steps/s); the book's own loop matches it (19.6) by cutting the big layers into pieces that the
+  inter-op threads run side by side with the bits of the whole op (:mod:`reprodl.training.lanes`;
+  ``src/reprodl/results/price_of_exactness.json``).
 - The oneDNN ISA cap stays at AVX2: AVX2, AVX and AVX512_CORE give three results on every model.
 """
 
