@@ -54,7 +54,7 @@ freeze: $(STAMP)
 	{ sed -n '1,2p' requirements.txt; $(BIN)/pip freeze --exclude-editable | grep -iv '^reprodl'; } > requirements.tmp && mv requirements.tmp requirements.txt
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/price_of_exactness.py --out src/reprodl/results/price_of_exactness.json
+	$(BIN)/python benchmarks/price_of_exactness.py --repeats 5 --out src/reprodl/results/price_of_exactness.json
 
 ## Re-run the cross-CPU battery natively and on the emulated CPUs; rewrite the committed records.
 crosscheck: $(STAMP)

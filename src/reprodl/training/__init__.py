@@ -2,7 +2,9 @@
 
 The package's parts, one job each: :mod:`~reprodl.training.spec` (``RunSpec``, validated, and
 what it builds), :mod:`~reprodl.training.loop` (the compiled step, ``train``, ``evaluate``,
-``fit_quietly``), :mod:`~reprodl.training.state` (a model's variables and their digests),
+``fit_quietly``), :mod:`~reprodl.training.lanes` (the step's big layers cut into pieces that the
+two inter-op threads run side by side, with the bits of the whole layers),
+:mod:`~reprodl.training.state` (a model's variables and their digests),
 :mod:`~reprodl.training.checkpoints` (the checkpoint format), :mod:`~reprodl.training.results`
 (``TrainingRecord``, ``Evaluation``) and :mod:`~reprodl.training.runner` (runs from a spec;
 ``SeedRunner``, many seeds through one traced step).
@@ -28,6 +30,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "restore_checkpoint",
         "save_checkpoint",
     ),
+    "lanes": ("cuts_are_exact", "lane_forward"),
     "loop": ("compiled_step", "count_correct", "evaluate", "fit_quietly", "loss_function", "train"),
     "results": ("Evaluation", "TrainingRecord"),
     "runner": (
