@@ -2,13 +2,15 @@
 
 Usage: python benchmarks/split_batch_speed.py [--steps 120] [--repeats 2] [--out FILE]
 
-A lead for the price of exactness (issue "cross-CPU", target: the own loop as fast as stock
-Keras). Under the pins (1 intra-op thread, 2 inter-op threads) one step uses one core. Computing
-the gradients of two fixed halves of the batch in one graph lets the inter-op threads run them
-side by side; their mean is added in a fixed order, so the step stays deterministic, but its bits
-differ from the whole-batch step (another order of additions): adopting it would change the
-book's contract. Variants alternate in one process; each prints its steps per second and the
-fingerprint after the timed steps, which must repeat.
+The first lead for the price of exactness (target: the own loop as fast as stock Keras), kept
+with its record for comparison. Under the pins (1 intra-op thread, 2 inter-op threads) one step
+uses one core. Computing the gradients of two fixed halves of the batch in one graph lets the
+inter-op threads run them side by side; their mean is added in a fixed order, so the step stays
+deterministic, but its bits differ from the whole-batch step (another order of additions):
+adopting it would have changed the book's contract. ``reprodl.training.lanes`` took its place: it
+cuts only where no sum is split, keeps the whole step's bits, and is faster
+(``price_of_exactness.py``). Variants alternate in one process; each prints its steps per
+second and the fingerprint after the timed steps, which must repeat.
 """
 
 from __future__ import annotations
