@@ -138,3 +138,23 @@ def test_a_cut_that_changes_the_bits_is_refused(digits, monkeypatch):
     plain = _record(models.build("mlp", 0, hidden=(256,)), digits, 4, lanes_on=False)
     two = _record(model, digits, 4, lanes_on=True)
     _same_run(plain, two)
+
+
+def test_mixed_precision_layers_run_whole(digits):
+    import keras
+
+    def build():
+        return keras.Sequential(
+            [
+                keras.Input((28, 28)),
+                keras.layers.Flatten(),
+                keras.layers.Dense(256, activation="relu", dtype="mixed_float16",
+                                   kernel_initializer=keras.initializers.GlorotUniform(5)),
+                keras.layers.Dense(10, kernel_initializer=keras.initializers.GlorotUniform(6)),
+            ]
+        )  # fmt: skip
+
+    assert lanes._kind(build().layers[1]) == "whole"
+    _same_run(
+        _record(build(), digits, 3, lanes_on=False), _record(build(), digits, 3, lanes_on=True)
+    )

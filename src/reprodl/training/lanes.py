@@ -159,8 +159,8 @@ def _kind(layer: Any) -> str:
         return "per-image"  # moves and maxima only: the pieces give the whole call's bits
     if kind not in (keras.layers.Conv2D, keras.layers.Dense) or not layer.use_bias:
         return "whole"
-    if _activation(layer) is None:
-        return "whole"
+    if _activation(layer) is None or layer.dtype_policy.name != "float32":
+        return "whole"  # other activations, mixed precision and quantized layers run whole
     if kind is keras.layers.Conv2D and _plain_conv(layer):
         return "conv"
     if kind is keras.layers.Dense and layer.units >= MIN_DENSE_UNITS:
