@@ -35,6 +35,8 @@ from reprodl import runtime as _runtime  # noqa: F401  (pins the process before 
 from collections.abc import Callable
 from typing import Any
 
+from reprodl import _tf
+
 #: Smallest ``Dense`` width (units) and ``Conv2D`` filter count whose kernel-side cuts pay for
 #: their slicing and concatenation; smaller layers stay whole.
 MIN_DENSE_UNITS = 256
@@ -104,8 +106,13 @@ def cuts_are_exact(layer: Any, kind: str, shape: tuple[int, ...] | None) -> bool
 
     if shape is None or None in shape:
         return False
+    # the layer's configuration, and the process settings that pick kernels and may change
+    settings = (
+        _tf.is_op_determinism_enabled(),
+        tf.config.threading.get_intra_op_parallelism_threads(),
+    )
     key = (kind, shape, tuple(layer.kernel.shape), getattr(layer, "strides", None),
-           getattr(layer, "padding", None), _activation(layer))  # fmt: skip
+           getattr(layer, "padding", None), _activation(layer), settings)  # fmt: skip
     if key not in _VERDICTS:
         relu = _activation(layer)
         if kind == "conv":
