@@ -158,3 +158,18 @@ def test_mixed_precision_layers_run_whole(digits):
     _same_run(
         _record(build(), digits, 3, lanes_on=False), _record(build(), digits, 3, lanes_on=True)
     )
+
+
+def test_a_cut_that_cannot_be_probed_runs_whole_with_a_warning(digits, monkeypatch):
+    def broken(relu):
+        def dense(x, kernel, bias):
+            raise TypeError("no such cut")
+
+        return dense
+
+    monkeypatch.setattr(lanes, "_VERDICTS", {})
+    monkeypatch.setattr(lanes, "_dense", broken)
+    model = models.build("mlp", 0, hidden=(256,))
+    with pytest.warns(UserWarning, match="hidden_1 runs whole.*no such cut"):
+        two = _record(model, digits, 3, lanes_on=True)
+    _same_run(_record(models.build("mlp", 0, hidden=(256,)), digits, 3, lanes_on=False), two)
