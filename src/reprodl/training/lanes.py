@@ -115,14 +115,13 @@ def cuts_are_exact(layer: Any, kind: str, shape: tuple[int, ...] | None) -> bool
     key = (kind, shape, tuple(layer.kernel.shape), getattr(layer, "strides", None),
            getattr(layer, "padding", None), _activation(layer), settings)  # fmt: skip
     if key not in _VERDICTS:
-        relu = _activation(layer)
         if kind == "conv":
             conv = _conv2d(layer)
 
             def cut(x):
                 return tf.concat(conv(*_split(x, 0, BATCH_PIECES), layer.kernel, layer.bias), 0)
         else:
-            dense = _dense(relu)
+            dense = _dense(_activation(layer))
 
             def cut(x):
                 return dense(x, layer.kernel, layer.bias)
@@ -204,16 +203,16 @@ def _plain_conv(layer: Any) -> bool:
     )
 
 
-def _split(x: Any, axis: int = 0, pieces: int = 2) -> list[Any]:
-    """``x`` cut in ``pieces`` near-equal parts along ``axis``, by one op: when it is done, all
-    the lanes' next ops are ready at once and the executor spreads them over its threads
+def _split(x: Any, axis: int, pieces: int) -> list[Any]:
+    """``x`` cut in ``pieces`` near-equal parts along ``axis`` (its size is static: a layer is
+    only cut after :func:`cuts_are_exact` probed its static shape), by one op: when it is done,
+    all the pieces' next ops are ready at once and the executor spreads them over its threads
     (slices, run one after the other, can leave the next ops on one thread)."""
     import tensorflow as tf
 
     n = x.shape[axis]
-    n = tf.shape(x)[axis] if n is None else n
     sizes = [(n * (i + 1)) // pieces - (n * i) // pieces for i in range(pieces)]
-    return tf.split(x, tf.stack(sizes) if tf.is_tensor(n) else sizes, axis=axis, num=pieces)
+    return tf.split(x, sizes, axis=axis, num=pieces)
 
 
 def _conv2d(layer: Any) -> Callable[..., Any]:
