@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 REPRODL_DATA ?= $(abspath $(wildcard ../shared/data/mnist))
 export REPRODL_DATA
 
-.PHONY: install book test test-fast execute lint format freeze bench crosscheck clean
+.PHONY: install book test test-fast test-chapter test-module durations execute lint format freeze bench crosscheck clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,18 +24,42 @@ install: $(STAMP)
 book: $(STAMP)
 	$(BIN)/jupyter-book build . --warningiserror --keep-going
 
-## Every test: unit tests, the exact-output gate (pytest --nbval), book build and browser tests.
+## Every test: unit tests, the exact-output gate (pytest --nbval, every chapter executed outside
+## the checkout), book build and browser tests, on two pytest workers (a file's tests, a notebook's
+## cells, stay on one worker; the longest files start first), then the ten slowest tests.
 ## It first installs what the emulated-CPU and browser tests need when it can (root with apt-get);
 ## where it cannot, those tests are skipped with one line each (under CI=true they fail).
+WORKERS ?= 2
+PARALLEL := -n $(WORKERS) --dist loadgroup --no-loadscope-reorder
 test: $(STAMP)
 	@bash tools/ensure_qemu.sh
 	@bash tools/ensure_browser.sh
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PARALLEL) --durations=10
 
 ## The everyday lane: unit tests only (no TensorFlow subprocesses, notebooks, book or browser).
 FAST := -m "not slow and not book and not browser"
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest $(FAST) tests/
+	$(BIN)/python -m pytest $(FAST) --durations=10 tests/
+
+## One chapter after a change to it: its exact-output gate outside the checkout, its static
+## checks, and the fast lane (make test-chapter N=7).
+test-chapter: $(STAMP)
+	@test -n "$(N)" || { echo "usage: make test-chapter N=7"; exit 2; }
+	$(BIN)/python -m pytest $(PARALLEL) --durations=10 \
+	  $(wildcard chapters/$(shell printf %02d $(N))_*.ipynb) \
+	  tests/test_gate.py tests/test_outside.py -k "$(shell printf %02d $(N))_ or not chapter" \
+	  && $(MAKE) --no-print-directory test-fast
+
+## One module after a change to it: its mirror test file, slow tests included (make test-module M=lanes).
+test-module: $(STAMP)
+	@test -f "tests/test_$(M).py" || { echo "usage: make test-module M=name (tests/test_name.py)"; exit 2; }
+	$(BIN)/python -m pytest --durations=10 tests/test_$(M).py
+
+## Measure the whole suite as make test runs it; rewrite the committed durations record.
+durations: $(STAMP)
+	@bash tools/ensure_qemu.sh
+	@bash tools/ensure_browser.sh
+	$(BIN)/python tools/suite_durations.py --out benchmarks/results/suite_durations.json -- $(PARALLEL)
 
 ## Re-execute every notebook in place in the pinned environment (the only way outputs change).
 execute: $(STAMP)

@@ -1,12 +1,111 @@
-"""Root pytest configuration: every process this test run starts (nbval kernels, CLI runs)
-inherits the reproducibility pins, the fixed hash seed and the MNIST folder."""
+"""Root pytest configuration.
 
+- Every process this test run starts (nbval kernels, CLI runs) inherits the reproducibility pins,
+  the fixed hash seed and the MNIST folder.
+- The strict nbval gate runs every chapter in the reader's environment (``tests/outside.py``): a
+  kernel outside the checkout, with the package installed from a wheel by the chapter's own first
+  cell. The stored outputs of the checkout's notebook are what each cell must reproduce.
+- Under pytest-xdist (``make test``), each notebook's cells stay on one worker, and the work is
+  handed out longest first, by the times of the committed durations record.
+"""
+
+from __future__ import annotations
+
+import json
 import os
+import sys
 from pathlib import Path
+
+import pytest
 
 from reprodl.runtime import REPRODUCIBLE_ENV
 
 os.environ.update(REPRODUCIBLE_ENV)
-_SHARED_MNIST = Path(__file__).resolve().parent.parent / "shared" / "data" / "mnist"
+ROOT = Path(__file__).resolve().parent
+_SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
 if not os.environ.get("REPRODL_DATA") and _SHARED_MNIST.is_dir():
     os.environ["REPRODL_DATA"] = str(_SHARED_MNIST)
+
+sys.path.insert(0, str(ROOT / "tests"))
+import outside  # noqa: E402  (tests/outside.py: the reader's environment)
+from nbval.kernel import RunningKernel  # noqa: E402
+from nbval.plugin import IPyNbFile  # noqa: E402
+
+CHAPTERS_DIR = ROOT / "chapters"
+DURATIONS = ROOT / "benchmarks" / "results" / "suite_durations.json"
+
+
+class OutsideNotebook(IPyNbFile):
+    """A chapter checked by nbval, its kernel in the reader's environment (its copy's folder)."""
+
+    def setup(self) -> None:
+        env = outside.environment(self.config)
+        if outside.INSTALLED not in env.install_output or not env.package_file.startswith(
+            str(env.purelib)
+        ):
+            raise RuntimeError(
+                "the install cell did not install reprodl from the wheel:\n"
+                f"{env.install_output}\nreprodl imports from {env.package_file or 'nowhere'}"
+            )
+        self.kernel = RunningKernel(
+            outside.KERNEL,
+            cwd=str(env.book),
+            startup_timeout=self.config.option.nbval_kernel_startup_timeout,
+        )
+        self.setup_sanitize_files()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_collect_file(file_path: Path, parent: pytest.Collector):
+    collected = yield
+    if file_path.parent != CHAPTERS_DIR:
+        return collected
+    return [
+        OutsideNotebook.from_parent(parent, path=file_path) if type(c) is IPyNbFile else c
+        for c in collected
+    ]
+
+
+def _recorded_seconds() -> dict[str, float]:
+    """Seconds per test file and chapter in the committed durations record (empty if none)."""
+    try:
+        record = json.loads(DURATIONS.read_text(encoding="utf-8"))
+        return {e["file"]: e["seconds"] for e in record["files"] + record["chapters"]}
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tensorflow_threads_pinned() -> None:
+    """The pytest process runs TensorFlow with the pinned thread counts from its first test on,
+    whichever test that is (under xdist each worker's first test differs): what a process that
+    calls ``reprodl.setup`` before any op has. (Notebook cells take no fixtures: a run of
+    notebooks alone imports no TensorFlow here.)"""
+    from reprodl import runtime
+
+    threading = runtime.import_tensorflow().config.threading
+    try:
+        threading.set_intra_op_parallelism_threads(runtime.INTRA_OP_THREADS)
+        threading.set_inter_op_parallelism_threads(runtime.INTER_OP_THREADS)
+    except RuntimeError:  # already initialised by an import-time op: setup() warns about it
+        pass
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the xdist_group marks
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist: one group per file (a notebook's cells, a module's shared fixtures stay on one
+    worker), the longest files first (longest-processing-time-first scheduling)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    seconds = _recorded_seconds()
+    position: dict[str, int] = {}
+    for item in items:
+        file = item.nodeid.split("::")[0]
+        position.setdefault(file, len(position))
+        item.add_marker(pytest.mark.xdist_group(file))
+    items.sort(
+        key=lambda i: (
+            -seconds.get(i.nodeid.split("::")[0], 0.0),
+            position[i.nodeid.split("::")[0]],
+        )
+    )

@@ -6,8 +6,11 @@ The real-MNIST runs use the book's models and batch size; the synthetic ones cov
 layer shapes the lanes accept and the layers they must leave alone.
 """
 
+import functools
+
 import numpy as np
 import pytest
+from support import run_python
 
 import reprodl
 from reprodl import data, models, training
@@ -37,6 +40,7 @@ def _same_run(a, b):
     assert list(a.final_digests.values()) == list(b.final_digests.values())
 
 
+@pytest.mark.slow  # real MNIST and the deep CNN: not for the fast lane
 @pytest.mark.parametrize(("name", "steps"), [("softmax", 30), ("mlp", 30), ("cnn", 12)])
 def test_book_models_train_the_same_bits_in_lanes(mnist_dir, name, steps):
     mnist = data.load_mnist(mnist_dir)
@@ -155,9 +159,28 @@ def test_mixed_precision_layers_run_whole(digits):
         )  # fmt: skip
 
     assert lanes._kind(build().layers[1]) == "whole"
+    if _half_matmul_crashes():
+        pytest.skip(
+            "a float16 MatMul under the pins (oneDNN on, ISA capped at AVX2) kills TensorFlow "
+            "2.21 on this CPU (its CPUID has AVX-512 half-precision extensions): not trained here"
+        )
     _same_run(
         _record(build(), digits, 3, lanes_on=False), _record(build(), digits, 3, lanes_on=True)
     )
+
+
+@functools.cache
+def _half_matmul_crashes() -> bool:
+    """Does one float16 MatMul under the pins kill a fresh interpreter on this CPU? (Measured on
+    an Intel Xeon with AVX512_FP16 and AMX: a segmentation fault, for bfloat16 too; an AMD Zen 4
+    runs it.) Probed in a child, so that it cannot kill the test process."""
+    code = (
+        "import reprodl; reprodl.setup(0)\nimport tensorflow as tf\n"
+        "x = tf.ones((4, 8), tf.float16)\n"
+        "print(float(tf.reduce_sum(tf.matmul(x, tf.transpose(x)))))"
+    )
+    result = run_python("-c", code, timeout=300)
+    return result.returncode < 0
 
 
 def test_a_cut_that_cannot_be_probed_runs_whole_with_a_warning(digits, monkeypatch):

@@ -79,6 +79,19 @@ class Case:
     model: str
     steps: int
     keras_fit: bool = False
+    batch_size: int | None = None  # None: the model's default
+    logits_images: int = 1000  # the test images whose logits are digested
+
+    def to_dict(self) -> dict[str, Any]:
+        """The case as the child and the record see it (the defaults left out)."""
+        out: dict[str, Any] = {
+            "name": self.name, "model": self.model, "steps": self.steps, "keras_fit": self.keras_fit
+        }  # fmt: skip
+        if self.batch_size is not None:
+            out["batch_size"] = self.batch_size
+        if self.logits_images != 1000:
+            out["logits_images"] = self.logits_images
+        return out
 
 
 #: The battery: every kind of kernel the book trains with (dense, convolution, dropout, SGD,
@@ -91,6 +104,13 @@ BATTERY = (
     Case("cnn", "cnn", 3),
 )
 CASES = {c.name: c for c in BATTERY}
+
+#: The smallest CNN run that still runs every oneDNN kernel the book's CNN trainings run: the
+#: same implementations, by ``ONEDNN_VERBOSE``, as the ``cnn`` case on this CPU (at batch 4 a
+#: convolution takes another one; ``tests/test_crosscheck.py`` checks batch 8). It is for
+#: emulated CPUs, where one step of ``cnn`` at batch 100 takes minutes; its bits are compared
+#: with this machine's, not with a committed record.
+CNN_SMALL = Case("cnn-small", "cnn", 2, batch_size=8, logits_images=8)
 
 _CHILD = r"""
 import json, sys, time
@@ -108,11 +128,12 @@ from reprodl import cpu, data, fingerprint, training
 print(json.dumps({"cpu": cpu.describe().to_dict()}), flush=True)
 mnist = data.load_mnist()
 train = data.Split(mnist.train.images[:10000], mnist.train.labels[:10000])
-test_x = tf.constant(data.to_float(mnist.test.images[:1000]))
 for spec in json.loads(sys.argv[4]):
     start = time.perf_counter()
     keras.utils.set_random_seed(0)
-    run = training.RunSpec(spec["model"], steps=spec["steps"], intra_op_threads=threads)
+    test_x = tf.constant(data.to_float(mnist.test.images[:spec.get("logits_images", 1000)]))
+    run = training.RunSpec(spec["model"], steps=spec["steps"], intra_op_threads=threads,
+                           batch_size=spec.get("batch_size"))
     if spec["keras_fit"]:
         model, optimizer, _ = training.build(run, len(train))
         run = run.resolved()
@@ -158,9 +179,8 @@ def run_setting(
         setting.onednn_opts,
         setting.isa,
         str(setting.threads),
-        json.dumps([{"name": c.name, "model": c.model, "steps": c.steps, "keras_fit": c.keras_fit}
-                    for c in cases]),
-    ]  # fmt: skip
+        json.dumps([c.to_dict() for c in cases]),
+    ]
     if emulate:
         qemu = qemu_path()
         if qemu is None:
@@ -185,6 +205,25 @@ def run_setting(
     info = lines[0]["cpu"]
     results = [{"setting": setting.name, **line} for line in lines[1:]]
     return info, results
+
+
+def onednn_kernels(case: Case, setting: Setting | None = None) -> frozenset[str]:
+    """The oneDNN kernels ``case`` runs on this CPU under ``setting`` (default: the pins), as
+    ``primitive,implementation,propagation`` from ``ONEDNN_VERBOSE=1`` in a fresh interpreter."""
+    setting = setting or PINNED
+    command = [sys.executable, "-c", _CHILD, setting.onednn_opts, setting.isa,
+               str(setting.threads), json.dumps([case.to_dict()])]  # fmt: skip
+    env = {**os.environ, **runtime.REPRODUCIBLE_ENV, "ONEDNN_VERBOSE": "1"}
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
+    if proc.returncode != 0:
+        raise CrossCheckError(f"{case.name} with ONEDNN_VERBOSE=1 failed:\n{proc.stderr[-2000:]}")
+    found = set()
+    for line in proc.stdout.splitlines():
+        fields = line.split(",")
+        if line.startswith("onednn_verbose") and len(fields) > 7 and "exec" in fields:
+            at = fields.index("exec")  # exec,cpu,primitive,implementation,propagation,...
+            found.add(",".join(fields[at + 2 : at + 5]))
+    return frozenset(found)
 
 
 def run_battery(
@@ -216,10 +255,9 @@ def run_battery(
         "host_cpu": None if not emulate else host.to_dict(),
         "versions": versions,
         "pinned": PINNED.name,
-        "cases": [{"name": c.name, "model": c.model, "steps": c.steps, "keras_fit": c.keras_fit}
-                  for c in cases],
+        "cases": [c.to_dict() for c in cases],
         "results": results,
-    }  # fmt: skip
+    }
 
 
 # --- records ---------------------------------------------------------------------------------
