@@ -30,7 +30,7 @@ book: $(STAMP)
 ## It first installs what the emulated-CPU and browser tests need when it can (root with apt-get);
 ## where it cannot, those tests are skipped with one line each (under CI=true they fail).
 WORKERS ?= 2
-PARALLEL := -n $(WORKERS) --dist loadgroup --no-loadscope-reorder
+PARALLEL := -n $(WORKERS) --dist loadfile --no-loadscope-reorder
 test: $(STAMP)
 	@bash tools/ensure_qemu.sh
 	@bash tools/ensure_browser.sh

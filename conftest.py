@@ -5,8 +5,9 @@
 - The strict nbval gate runs every chapter in the reader's environment (``tests/outside.py``): a
   kernel outside the checkout, with the package installed from a wheel by the chapter's own first
   cell. The stored outputs of the checkout's notebook are what each cell must reproduce.
-- Under pytest-xdist (``make test``), each notebook's cells stay on one worker, and the work is
-  handed out longest first, by the times of the committed durations record.
+- Under pytest-xdist (``make test``: ``--dist loadfile``), each file's tests and each notebook's
+  cells stay on one worker, and the files are handed out longest first, by the times of the
+  committed durations record.
 """
 
 from __future__ import annotations
@@ -91,21 +92,18 @@ def _tensorflow_threads_pinned() -> None:
         pass
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under xdist: one group per file (a notebook's cells, a module's shared fixtures stay on one
-    worker), the longest files first (longest-processing-time-first scheduling)."""
+    """Under xdist (``--dist loadfile``: a file's tests, a notebook's cells, on one worker), the
+    longest files first: longest-processing-time-first scheduling, from the committed record."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
     seconds = _recorded_seconds()
     position: dict[str, int] = {}
     for item in items:
+        position.setdefault(item.nodeid.split("::")[0], len(position))
+
+    def key(item: pytest.Item) -> tuple[float, int]:
         file = item.nodeid.split("::")[0]
-        position.setdefault(file, len(position))
-        item.add_marker(pytest.mark.xdist_group(file))
-    items.sort(
-        key=lambda i: (
-            -seconds.get(i.nodeid.split("::")[0], 0.0),
-            position[i.nodeid.split("::")[0]],
-        )
-    )
+        return -seconds.get(file, 0.0), position[file]
+
+    items.sort(key=key)  # stable: a file's items keep their order
