@@ -74,8 +74,9 @@ def install_cell() -> str:
 
 
 def build(base: Path, mnist_dir: str | Path | None) -> Outside:
-    """Build the wheel, the venv, the kernel spec and the copied chapters under ``base``; run the
-    install cell once in that kernel. Raises RuntimeError naming the step that failed."""
+    """Build the wheel, the venv, the kernel spec and the copied chapters under ``base``, put the
+    kernel spec first on ``JUPYTER_PATH``, run the install cell once in that kernel. Raises
+    RuntimeError naming the step that failed."""
     source = base / "source"  # build from a copy: a wheel build writes build/ into its tree
     shutil.copytree(ROOT / "src", source / "src", ignore=shutil.ignore_patterns("*.egg-info"))
     for name in ("pyproject.toml", "README.md"):
@@ -115,7 +116,11 @@ def build(base: Path, mnist_dir: str | Path | None) -> Outside:
     for chapter in CHAPTERS:
         shutil.copy(chapter, book / chapter.name)
     installed_before = reprodl_file(python) is not None
-    output = _execute_install_cell(jupyter, book)
+    # The kernel spec "outside" is found first from now on, by the install cell and nbval alike.
+    os.environ["JUPYTER_PATH"] = os.pathsep.join(
+        filter(None, [str(jupyter), os.environ.get("JUPYTER_PATH")])
+    )
+    output = _execute_install_cell(book)
     return Outside(
         python=python,
         jupyter=jupyter,
@@ -127,21 +132,13 @@ def build(base: Path, mnist_dir: str | Path | None) -> Outside:
     )
 
 
-def _execute_install_cell(jupyter: Path, book: Path) -> str:
+def _execute_install_cell(book: Path) -> str:
     """Run the chapters' install cell in a fresh kernel of the outside environment."""
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(install_cell())]
-    before = os.environ.get("JUPYTER_PATH")
-    os.environ["JUPYTER_PATH"] = os.pathsep.join(filter(None, [str(jupyter), before]))
-    try:
-        NotebookClient(
-            nb, kernel_name=KERNEL, timeout=600, resources={"metadata": {"path": str(book)}}
-        ).execute()
-    finally:
-        if before is None:
-            os.environ.pop("JUPYTER_PATH")
-        else:
-            os.environ["JUPYTER_PATH"] = before
+    NotebookClient(
+        nb, kernel_name=KERNEL, timeout=600, resources={"metadata": {"path": str(book)}}
+    ).execute()
     return "".join(o.get("text", "") for o in nb.cells[0].outputs)
 
 
@@ -149,8 +146,8 @@ _STASH = pytest.StashKey[object]()
 
 
 def environment(config: pytest.Config) -> Outside:
-    """The outside environment of this pytest process, built on first use (once per worker) and
-    put first on ``JUPYTER_PATH``. A build that failed fails every user with the same error,
+    """The outside environment of this pytest process, built on first use (once per worker). A
+    build that failed fails every user with the same error,
     without building again."""
     if _STASH not in config.stash:
         base = Path(tempfile.mkdtemp(prefix="reprodl-outside-"))
@@ -159,10 +156,6 @@ def environment(config: pytest.Config) -> Outside:
             env = build(base, os.environ.get("REPRODL_DATA"))
         except Exception as exc:  # noqa: BLE001 - kept and re-raised for every chapter
             env = exc
-        else:
-            os.environ["JUPYTER_PATH"] = os.pathsep.join(
-                filter(None, [str(env.jupyter), os.environ.get("JUPYTER_PATH")])
-            )
         config.stash[_STASH] = env
     env = config.stash[_STASH]
     if isinstance(env, Exception):

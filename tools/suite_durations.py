@@ -16,7 +16,6 @@ import argparse
 import collections
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,8 @@ import time
 import xml.etree.ElementTree as ET
 from datetime import date
 from pathlib import Path
+
+from reprodl import cpu  # the project's one CPU reader (CPUID)
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = ROOT / "tools" / "suite_probe"
@@ -67,16 +68,6 @@ def read_tf_log(path: Path) -> collections.Counter:
     return counts
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def summarise(cases: list[dict], tf: collections.Counter, wall: float, command: list[str]) -> dict:
     """The durations record."""
     by_file: dict[str, dict] = {}
@@ -93,7 +84,7 @@ def summarise(cases: list[dict], tf: collections.Counter, wall: float, command: 
     return {
         "what": "pytest durations per test file and per chapter, and TensorFlow processes started",
         "date": date.today().isoformat(),
-        "cpu": _cpu_model(),
+        "cpu": cpu.describe().model_name,
         "cores": os.cpu_count(),
         "command": command,
         "wall_seconds": round(wall, 1),

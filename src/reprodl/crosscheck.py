@@ -160,6 +160,13 @@ def qemu_path() -> str | None:
     return shutil.which("qemu-x86_64")
 
 
+def _child_command(setting: Setting, cases: Sequence[Case]) -> list[str]:
+    """The interpreter command that runs ``cases`` under ``setting`` (the battery's child)."""
+    cases_json = json.dumps([c.to_dict() for c in cases])
+    return [sys.executable, "-c", _CHILD, setting.onednn_opts, setting.isa, str(setting.threads),
+            cases_json]  # fmt: skip
+
+
 def run_setting(
     setting: Setting,
     cases: Sequence[Case] = BATTERY,
@@ -172,15 +179,7 @@ def run_setting(
     ``emulate`` names a QEMU CPU model; the interpreter then runs under ``qemu-x86_64``.
     Raises :class:`CrossCheckError` with the child's last stderr lines when it fails.
     """
-    command = [
-        sys.executable,
-        "-c",
-        _CHILD,
-        setting.onednn_opts,
-        setting.isa,
-        str(setting.threads),
-        json.dumps([c.to_dict() for c in cases]),
-    ]
+    command = _child_command(setting, cases)
     if emulate:
         qemu = qemu_path()
         if qemu is None:
@@ -210,9 +209,7 @@ def run_setting(
 def onednn_kernels(case: Case, setting: Setting | None = None) -> frozenset[str]:
     """The oneDNN kernels ``case`` runs on this CPU under ``setting`` (default: the pins), as
     ``primitive,implementation,propagation`` from ``ONEDNN_VERBOSE=1`` in a fresh interpreter."""
-    setting = setting or PINNED
-    command = [sys.executable, "-c", _CHILD, setting.onednn_opts, setting.isa,
-               str(setting.threads), json.dumps([case.to_dict()])]  # fmt: skip
+    command = _child_command(setting or PINNED, [case])
     env = {**os.environ, **runtime.REPRODUCIBLE_ENV, "ONEDNN_VERBOSE": "1"}
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
