@@ -25,12 +25,12 @@ book: $(STAMP)
 	$(BIN)/jupyter-book build . --warningiserror --keep-going
 
 ## Every test: unit tests, the exact-output gate (pytest --nbval, every chapter executed outside
-## the checkout), book build and browser tests, on two pytest workers (a file's tests, a notebook's
-## cells, stay on one worker; the longest files start first), then the ten slowest tests.
+## the checkout), book build and browser tests, on two pytest workers (a file's tests, a test
+## class, a notebook's cells, stay on one worker; the longest start first), then the ten slowest.
 ## It first installs what the emulated-CPU and browser tests need when it can (root with apt-get);
 ## where it cannot, those tests are skipped with one line each (under CI=true they fail).
 WORKERS ?= 2
-PARALLEL := -n $(WORKERS) --dist loadfile --no-loadscope-reorder
+PARALLEL := -n $(WORKERS) --dist loadscope --no-loadscope-reorder
 test: $(STAMP)
 	@bash tools/ensure_qemu.sh
 	@bash tools/ensure_browser.sh

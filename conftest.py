@@ -5,9 +5,10 @@
 - The strict nbval gate runs every chapter in the reader's environment (``tests/outside.py``): a
   kernel outside the checkout, with the package installed from a wheel by the chapter's own first
   cell. The stored outputs of the checkout's notebook are what each cell must reproduce.
-- Under pytest-xdist (``make test``: ``--dist loadfile``), each file's tests and each notebook's
-  cells stay on one worker, and the files are handed out longest first, by the times of the
-  committed durations record.
+- Under pytest-xdist (``make test``: ``--dist loadscope``), a unit of work is a test file, a
+  test class (the slowest tests each have a class of their own, so the two workers can share
+  them out) or a notebook (its cells stay on one worker, in order); the units are handed out
+  longest first, by the times of the committed durations record.
 """
 
 from __future__ import annotations
@@ -68,12 +69,21 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector):
 
 
 def _recorded_seconds() -> dict[str, float]:
-    """Seconds per test file and chapter in the committed durations record (empty if none)."""
+    """Seconds per test file, chapter and test class in the committed durations record (empty
+    if none)."""
     try:
         record = json.loads(DURATIONS.read_text(encoding="utf-8"))
-        return {e["file"]: e["seconds"] for e in record["files"] + record["chapters"]}
+        seconds = {e["file"]: e["seconds"] for e in record["files"] + record["chapters"]}
+        seconds.update({e["scope"]: e["seconds"] for e in record.get("classes", [])})
+        return seconds
     except (OSError, ValueError, KeyError):
         return {}
+
+
+def work_unit(nodeid: str) -> str:
+    """The unit of work of a test under ``--dist loadscope``: its file, or its file and class
+    (xdist's own rule: the node id without its last ``::`` part)."""
+    return nodeid.rsplit("::", 1)[0]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -93,17 +103,19 @@ def _tensorflow_threads_pinned() -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under xdist (``--dist loadfile``: a file's tests, a notebook's cells, on one worker), the
-    longest files first: longest-processing-time-first scheduling, from the committed record."""
+    """Under xdist (``--dist loadscope``: a file's tests, a class's tests, a notebook's cells,
+    on one worker), the longest units first: longest-processing-time-first scheduling, from the
+    committed record (a unit it lacks counts as its file's time)."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
     seconds = _recorded_seconds()
     position: dict[str, int] = {}
     for item in items:
-        position.setdefault(item.nodeid.split("::")[0], len(position))
+        position.setdefault(work_unit(item.nodeid), len(position))
 
     def key(item: pytest.Item) -> tuple[float, int]:
-        file = item.nodeid.split("::")[0]
-        return -seconds.get(file, 0.0), position[file]
+        unit = work_unit(item.nodeid)
+        file = unit.split("::")[0]
+        return -seconds.get(unit, seconds.get(file, 0.0)), position[unit]
 
     items.sort(key=key)  # stable: a file's items keep their order

@@ -79,10 +79,22 @@ def summarise(cases: list[dict], tf: collections.Counter, wall: float, command: 
         entry["seconds"] = round(entry["seconds"], 1)
         entry["tf_processes"] = tf.get(entry["file"], 0)
     files = sorted(by_file.values(), key=lambda e: -e["seconds"])
+    by_class: dict[str, dict] = {}  # units of work of their own under --dist loadscope
+    for case in cases:
+        scope = case["item"].rsplit("::", 1)[0]
+        if scope != case["file"]:
+            entry = by_class.setdefault(scope, {"scope": scope, "tests": 0, "seconds": 0.0})
+            entry["tests"] += 1
+            entry["seconds"] += case["seconds"]
+    for entry in by_class.values():
+        entry["seconds"] = round(entry["seconds"], 1)
+    classes = sorted(by_class.values(), key=lambda e: -e["seconds"])
     outcomes = collections.Counter(c["outcome"] for c in cases)
     slowest = sorted(cases, key=lambda c: -c["seconds"])[:10]
     return {
-        "what": "pytest durations per test file and per chapter, and TensorFlow processes started",
+        "what": (
+            "pytest durations per test file, chapter and test class, and TensorFlow processes"
+        ),
         "date": date.today().isoformat(),
         "cpu": cpu.describe().model_name,
         "cores": os.cpu_count(),
@@ -96,6 +108,7 @@ def summarise(cases: list[dict], tf: collections.Counter, wall: float, command: 
         "slowest": [{"item": c["item"], "seconds": round(c["seconds"], 1)} for c in slowest],
         "chapters": [e for e in files if e["file"].endswith(".ipynb")],
         "files": [e for e in files if not e["file"].endswith(".ipynb")],
+        "classes": classes,
     }
 
 
