@@ -36,9 +36,10 @@ PINNED = {
 }
 
 THREADS_ADVICE = (
-    "cause: the result depends on the intra-op thread count: pin TF_NUM_INTRAOP_THREADS and "
-    "OMP_NUM_THREADS in your script before TensorFlow loads "
-    '(os.environ["TF_NUM_INTRAOP_THREADS"] = os.environ["OMP_NUM_THREADS"] = "1")'
+    "cause: the result depends on the intra-op thread count: pin TF_NUM_INTRAOP_THREADS in your "
+    'script before TensorFlow loads (os.environ["TF_NUM_INTRAOP_THREADS"] = "1"); the run also '
+    "changed OMP_NUM_THREADS, which TensorFlow's pip package ignores: pin it too if your script "
+    "uses an OpenMP library"
 )
 SEED_NOT_FIXED = "cause: the plain runs differ, so the command is not deterministic by itself:"
 

@@ -1,8 +1,8 @@
-"""The cross-CPU contract: the pinned battery gives the committed bits here and on emulated CPUs.
+"""The cross-CPU contract: the pinned battery gives the committed bits on this CPU; the records.
 
-A CPU that breaks the contract is a red test here, not a surprise in a chapter. The emulated part
-needs QEMU's user-mode emulator (``make test`` installs Debian's ``qemu-user`` when it can); without
-it that part is skipped with one line, except under ``CI=true``, where it fails.
+A CPU that breaks the contract is a red test here, not a surprise in a chapter. The emulated CPUs
+are checked in ``test_crosscheck_emulated.py`` (one test class per CPU model, so that the two
+pytest workers share them out).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -19,16 +18,21 @@ from support import ROOT, run_python
 from reprodl import cpu, crosscheck
 
 RECORDS = ROOT / "src" / "reprodl" / "results" / "cross_cpu"
-#: The CPUs the test emulates (the dense cases ~1 min a CPU under QEMU, two at a time).
-EMULATED = ("Haswell", "Skylake-Server", "Icelake-Server", "EPYC-Rome", "EPYC-Milan")
-#: One model of each group the old pins split apart (512 KiB and 4 MiB of L2) also trains the
-#: CNN, in its smallest form (crosscheck.CNN_SMALL): under QEMU one step of the battery's ``cnn``
-#: case (batch 100) took 170 s on an Intel Xeon host, and its 1,000-image logits some 20 minutes.
-CNN_EMULATED = ("EPYC-Milan", "Haswell")
 
 
 def committed() -> list[dict]:
     return crosscheck.load_dir(RECORDS)
+
+
+def small_bits() -> dict[str, tuple[str, str, str]]:
+    """The committed pinned bits of the smallest runs (the records that have them agree)."""
+    found: dict[str, tuple[str, str, str]] = {}
+    small = {c.name for c in (*crosscheck.DENSE_SMALL, crosscheck.CNN_SMALL)}
+    for record in committed():
+        for case, bits in pinned_bits(record).items():
+            if case in small:
+                assert found.setdefault(case, bits) == bits, (case, crosscheck.label(record))
+    return found
 
 
 def pinned_bits(record: dict) -> dict[str, tuple[str, str, str]]:
@@ -43,7 +47,11 @@ def test_committed_records_agree_on_the_pinned_setting():
     recs = committed()
     cpus = {crosscheck.label(r) for r in recs}
     assert len(cpus) >= 6, cpus  # this machine's kind and at least five emulated models
-    rows = [a for a in crosscheck.agreement(recs) if a.setting == crosscheck.PINNED.name]
+    rows = [
+        a
+        for a in crosscheck.agreement(recs)
+        if a.setting == crosscheck.PINNED.name and a.case in crosscheck.CASES
+    ]
     assert {a.case for a in rows} == set(crosscheck.CASES)
     for a in rows:
         assert a.exact, crosscheck.format_agreement([a])
@@ -97,6 +105,32 @@ def test_setting_names_round_trip():
         crosscheck.Setting.parse("fast")
 
 
+def test_cache_geometries_parse_name_and_label_their_records():
+    g = crosscheck.Geometry.parse("48/2048")
+    assert g == crosscheck.Geometry(48, 2048) and crosscheck.Geometry.parse(g.name) == g
+    assert g.describe() == "L1d 48 KiB, L2 2 MiB"
+    assert g.env() == {"REPRODL_QEMU_L1D_KIB": "48", "REPRODL_QEMU_L2_KIB": "2048"}
+    for bad in ("48", "48/", "0/512", "48/2048/1", "big/small"):
+        with pytest.raises(crosscheck.UsageError, match="not a cache geometry"):
+            crosscheck.Geometry.parse(bad)
+    rec = copy.deepcopy(committed()[0])
+    rec.update(emulated="Icelake-Server", geometry=g.to_dict())
+    crosscheck.validate(rec)
+    assert crosscheck.label(rec) == "Icelake-Server (emulated, L1d 48 KiB, L2 2 MiB)"
+    assert crosscheck.slug(rec) == "qemu-icelake-server-l1d-48k-l2-2048k"
+    rec["geometry"] = {"l1d_kib": 48}
+    with pytest.raises(crosscheck.CrossCheckError, match="geometry"):
+        crosscheck.validate(rec)
+    sweep = crosscheck.SWEEP_GEOMETRIES
+    assert {x.l1d_kib for x in sweep} == {32, 48}
+    assert {x.l2_kib for x in sweep} == {256, 512, 1280, 2048, 4096}
+
+
+def test_a_cache_geometry_needs_an_emulated_cpu():
+    with pytest.raises(crosscheck.UsageError, match="needs an emulated CPU"):
+        crosscheck.run_setting(crosscheck.PINNED, geometry=crosscheck.Geometry(48, 2048))
+
+
 def test_cpuid_describes_this_cpu():
     info = cpu.describe()
     assert info.source == "cpuid"
@@ -105,64 +139,44 @@ def test_cpuid_describes_this_cpu():
     assert info.l2 and info.l2 >= 256 * 1024
 
 
+@pytest.fixture(scope="module")
+def native_run() -> tuple[dict[str, tuple[str, str, str]], dict[str, frozenset[str]]]:
+    """The battery and the smallest runs, once, in one process on this CPU with
+    ``ONEDNN_VERBOSE=1``: their pinned bits and the oneDNN kernels each case ran."""
+    cases = [*crosscheck.BATTERY, *crosscheck.DENSE_SMALL, crosscheck.CNN_SMALL]
+    results, kernels = crosscheck.onednn_kernels(cases)
+    return pinned_bits({"results": results}), kernels
+
+
 @pytest.mark.slow
-def test_pinned_battery_natively_gives_the_committed_bits():
-    record = crosscheck.run_battery([crosscheck.PINNED])
+def test_pinned_battery_natively_gives_the_committed_bits(native_run):
+    bits, _ = native_run
     expected = pinned_bits(committed()[0])
-    assert pinned_bits(record) == expected
+    assert {c: bits[c] for c in crosscheck.CASES} == expected
 
 
 @pytest.mark.slow
-def test_pinned_battery_on_emulated_cpus_gives_the_committed_bits():
-    """The dense cases on all five models give the committed bits; the smallest CNN run, on one
-    model of each group the old pins split apart, gives this machine's bits (whose full ``cnn``
-    case gives the committed ones, above). One emulator per CPU runs all of its cases."""
-    if crosscheck.qemu_path() is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("qemu-x86_64 is missing under CI: install Debian's qemu-user")
-        pytest.skip(
-            "qemu-x86_64 not installed: emulated CPUs not checked (apt-get install qemu-user)"
-        )
-    expected = pinned_bits(committed()[0])
-    dense = [c for c in crosscheck.BATTERY if c.model != "cnn"]
-    small = crosscheck.CNN_SMALL
-    native = pinned_bits(crosscheck.run_battery([crosscheck.PINNED], [small]))
-    # One emulator per CPU, two at a time, the two with the CNN first.
-    order = [*CNN_EMULATED, *(m for m in EMULATED if m not in CNN_EMULATED)]
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        runs = [
-            pool.submit(
-                crosscheck.emulate_many,
-                [m],
-                [crosscheck.PINNED],
-                [*dense, small] if m in CNN_EMULATED else dense,
-                jobs=1,
-            )
-            for m in order
-        ]
-        results = [run.result() for run in runs]
-    recs = [rec for done, _ in results for rec in done]
-    failed = {m: e for _, errors in results for m, e in errors.items()}
-    assert not failed, failed
-    with_cnn = [r for r in recs if r["emulated"] in CNN_EMULATED]
-    assert {r["emulated"] for r in recs} == set(EMULATED)
-    for rec in recs:
-        got = pinned_bits(rec)
-        assert {c: got[c] for c in got if c != small.name} == {
-            c: expected[c] for c in got if c != small.name
-        }, crosscheck.label(rec)
-    for rec in with_cnn:
-        assert pinned_bits(rec)[small.name] == native[small.name], crosscheck.label(rec)
+def test_the_smallest_runs_give_the_committed_bits_here(native_run):
+    """The emulated CPUs run the smallest runs and compare them with these committed bits."""
+    bits, _ = native_run
+    expected = small_bits()
+    assert expected, "no committed record has the smallest runs"
+    assert {c: bits[c] for c in expected} == expected
 
 
 @pytest.mark.slow
-def test_the_smallest_cnn_run_runs_every_kernel_of_the_full_one():
-    """What makes the emulated CNN check a check of the book's CNN: the same oneDNN kernels
-    (primitive, implementation, propagation) as the battery's ``cnn`` case, here."""
-    full = crosscheck.onednn_kernels(crosscheck.CASES["cnn"])
-    small = crosscheck.onednn_kernels(crosscheck.CNN_SMALL)
-    assert any(k.startswith("convolution,") for k in full), sorted(full)
-    assert small == full, {"only full": sorted(full - small), "only small": sorted(small - full)}
+def test_the_smallest_runs_run_every_kernel_of_the_full_ones(native_run):
+    """What makes an emulated check of a smallest run a check of the book's trainings: the same
+    oneDNN kernels (primitive, implementation, propagation) as its full battery case, here."""
+    _, kernels = native_run
+    assert any(k.startswith("convolution,") for k in kernels["cnn"]), sorted(kernels["cnn"])
+    for full, small in crosscheck.SMALL_OF.items():
+        assert kernels[full], full
+        assert kernels[small] == kernels[full], {
+            "case": full,
+            "only full": sorted(kernels[full] - kernels[small]),
+            "only small": sorted(kernels[small] - kernels[full]),
+        }
 
 
 @pytest.mark.slow
@@ -178,8 +192,12 @@ def test_cli_crosscheck_against_committed_records():
 def test_cli_crosscheck_usage_errors():
     result = run_python("-m", "reprodl", "crosscheck", "--settings", "fast")
     assert result.returncode == 2 and "not a setting name" in result.stderr
-    result = run_python("-m", "reprodl", "crosscheck", "--cases", "lstm")
-    assert result.returncode == 2 and "unknown case 'lstm'" in result.stderr
+    result = run_python("-m", "reprodl", "crosscheck", "--cases", "gru")
+    assert result.returncode == 2 and "unknown case 'gru'" in result.stderr
+    result = run_python("-m", "reprodl", "crosscheck", "--caches", "48/2048")
+    assert result.returncode == 2 and "--caches needs --emulate" in result.stderr
+    result = run_python("-m", "reprodl", "crosscheck", "--emulate", "Haswell", "--caches", "48")
+    assert result.returncode == 2 and "not a cache geometry: '48'" in result.stderr
 
 
 def _under_qemu(model: str, code: str):

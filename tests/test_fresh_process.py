@@ -37,6 +37,23 @@ def test_env_and_unset_reach_the_child(monkeypatch):
     assert fresh_process.run_snippet(code, unset=["REPRODL_TEST_VAR"]).lines == ["None None"]
 
 
+def test_args_follow_the_code_on_the_command_line():
+    code = "import sys; print(sys.argv[1:])"
+    assert fresh_process.run_snippet(code, args=["--data", "a b"]).lines == ["['--data', 'a b']"]
+
+
+def test_a_child_without_the_pinned_variables_sees_none_of_them():
+    assert set(fresh_process.PINNED_VARIABLES) == {*runtime.PINNED_ENV, "PYTHONHASHSEED"}
+    code = "import os, sys; print([n for n in sys.argv[1:] if n in os.environ])"
+    names = list(fresh_process.PINNED_VARIABLES)
+    with_pins = fresh_process.run_snippet(code, args=names, env=runtime.REPRODUCIBLE_ENV)
+    assert with_pins.lines == [str(names)]
+    plain = fresh_process.run_snippet(
+        code, args=names, env=runtime.REPRODUCIBLE_ENV, unset=fresh_process.PINNED_VARIABLES
+    )
+    assert plain.lines == ["[]"]
+
+
 def test_code_is_dedented():
     assert fresh_process.run_snippet("\n    x = 2\n    print(x * 3)\n").lines == ["6"]
 

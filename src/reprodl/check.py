@@ -7,7 +7,9 @@ environment unchanged except ``REPRODL_RECORD=<folder>/run-K.json``, where
 ``--every K``). These are the *plain* runs. Each ``--vary`` adds one run with exactly one change:
 
 - ``threads``: ``TF_NUM_INTRAOP_THREADS`` and ``OMP_NUM_THREADS``, 1 <-> 2 (unset, TensorFlow uses
-  one thread per core, so the extra run gets 1; on a one-core machine 2);
+  one thread per core, so the extra run gets 1; on a one-core machine 2). TensorFlow's pip package
+  reads only the first (its oneDNN runs on TensorFlow's intra-op thread pool, not on OpenMP); the
+  second is for OpenMP libraries the command may use;
 - ``hash-seed``: ``PYTHONHASHSEED`` n -> n + 1; unset, every run (the plain ones too) already has
   a hash seed of its own, so no extra run is made and the report says so;
 - ``isa``: ``ONEDNN_MAX_CPU_ISA``, the instruction set oneDNN may use: AVX2 -> AVX512_CORE where
@@ -98,8 +100,9 @@ _ISA = "ONEDNN_MAX_CPU_ISA"
 _ADVICE = {
     "threads": (
         "the intra-op thread count",
-        "pin TF_NUM_INTRAOP_THREADS and OMP_NUM_THREADS in your script before TensorFlow loads "
-        '(os.environ["TF_NUM_INTRAOP_THREADS"] = os.environ["OMP_NUM_THREADS"] = "{pin}")',
+        "pin TF_NUM_INTRAOP_THREADS in your script before TensorFlow loads "
+        '(os.environ["TF_NUM_INTRAOP_THREADS"] = "{pin}"); the run also changed OMP_NUM_THREADS, '
+        "which TensorFlow's pip package ignores: pin it too if your script uses an OpenMP library",
     ),
     "order": (
         "the inter-op thread count (the order independent ops run in)",

@@ -396,7 +396,18 @@ def _add_crosscheck_parser(sub: _Subparsers) -> None:
         help="also the alternatives: oneDNN opts 0/1 x ISA cap AVX2/AVX x 1/2 intra-op threads",
     )
     cc.add_argument("--settings", metavar="NAME,...", help="settings by name (opts1-AVX2-t1,...)")
-    cc.add_argument("--cases", metavar="NAME,...", help="a subset of the battery's cases")
+    cc.add_argument(
+        "--cases",
+        metavar="NAME,...",
+        help="a subset of the battery's cases, or cnn-small and lstm (not in the battery)",
+    )
+    cc.add_argument(
+        "--caches",
+        metavar="L1D/L2,...",
+        help="per-core cache sizes in KiB (48/2048,...) that each --emulate model presents, "
+        "under the cache-geometry emulator (bash tools/cache_qemu/build.sh builds it); "
+        "'sweep' for L1d 32 and 48 KiB x L2 256 KiB, 512 KiB, 1.25 MiB, 2 MiB, 4 MiB",
+    )
     cc.add_argument("--out", metavar="DIR", help="write one record per CPU into DIR")
     cc.add_argument("--against", metavar="DIR", help="compare with the records in DIR")
     cc.add_argument("--jobs", type=_positive_int, default=2, help="emulators at a time")
@@ -900,14 +911,26 @@ def _crosscheck(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
         else:
             settings = [cc.PINNED, *(cc.ALTERNATIVES if args.all_settings else ())]
         names = args.cases.split(",") if args.cases else list(cc.CASES)
-        unknown = [n for n in names if n not in cc.CASES]
+        unknown = [n for n in names if n not in cc.ALL_CASES]
         if unknown:
-            raise UsageError(f"unknown case {unknown[0]!r}; choose from {', '.join(cc.CASES)}")
+            raise UsageError(f"unknown case {unknown[0]!r}; choose from {', '.join(cc.ALL_CASES)}")
+        if args.caches == "sweep":
+            geometries: list = list(cc.SWEEP_GEOMETRIES)
+        elif args.caches:
+            geometries = [cc.Geometry.parse(g) for g in args.caches.split(",")]
+        else:
+            geometries = [None]
+        if args.caches and not args.emulate:
+            raise UsageError("--caches needs --emulate MODEL: the emulated CPU presents them")
     except UsageError as exc:
         parser.error(str(exc))
-    cases = [cc.CASES[n] for n in names]
+    cases = [cc.ALL_CASES[n] for n in names]
     models = [m for m in args.emulate.split(",") if m]
-    if models and cc.qemu_path() is None:
+    if models and args.caches and cc.cache_qemu_path() is None:
+        raise UsageError(
+            "--caches needs the cache-geometry emulator: bash tools/cache_qemu/build.sh"
+        )
+    if models and not args.caches and cc.qemu_path() is None:
         raise UsageError("--emulate needs qemu-x86_64 (Debian: apt-get install qemu-user)")
     if args.no_native and not models and not args.against:
         parser.error("nothing to do: --no-native without --emulate or --against")
@@ -917,11 +940,13 @@ def _crosscheck(parser: argparse.ArgumentParser, args: argparse.Namespace) -> in
     failed: dict = {}
     if models:
         emulated, failed = cc.emulate_many(
-            models, settings, cases, jobs=args.jobs, timeout=args.timeout
+            models, settings, cases, jobs=args.jobs, timeout=args.timeout, geometries=geometries
         )
         new += emulated
     for record in new:
-        print(f"== {cc.label(record)}: L2 {short_size(record['cpu'].get('l2'))}")
+        c = record["cpu"]
+        sizes = f"L1d {short_size(c.get('l1d'))}, L2 {short_size(c.get('l2'))}"
+        print(f"== {cc.label(record)}: CPUID {sizes}")
         for row in record["results"]:
             print(
                 f"{row['setting']:<15} {row['case']:<8} loss {row['loss']:<11} "

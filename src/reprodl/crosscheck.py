@@ -112,8 +112,74 @@ CASES = {c.name: c for c in BATTERY}
 #: with this machine's, not with a committed record.
 CNN_SMALL = Case("cnn-small", "cnn", 2, batch_size=8, logits_images=8)
 
+#: The smallest dense runs, for emulated CPUs, like :data:`CNN_SMALL`: the battery's dense cases
+#: with their batch size and their 1,000-image logits (the shapes that pick oneDNN's kernels) but
+#: a few steps, so that an emulated CPU spends its time on every kernel once rather than on
+#: repeating them. ``tests/test_crosscheck.py`` checks that each runs every oneDNN kernel of its
+#: full case and that this CPU gives the committed bits for them.
+DENSE_SMALL = (
+    Case("softmax-small", "softmax", 3),
+    Case("mlp-small", "mlp", 3),
+    Case("mlp-fit-small", "mlp", 2, keras_fit=True),
+)
+
+#: Each battery case and the smallest run that runs the same kernels.
+SMALL_OF = dict(zip(CASES, (*(c.name for c in DENSE_SMALL), CNN_SMALL.name), strict=True))
+
+#: Chapter 11's recurrent model (``models.row_lstm``, Keras ``fit``, Adam 2e-3, batch 100): not
+#: one of the battery's cases (the committed records predate it); the cache sweep runs it.
+LSTM = Case("lstm", "lstm", 3, keras_fit=True, logits_images=100)
+
+#: The same LSTM with Keras' own ``Orthogonal`` recurrent initializer (``tf.linalg.qr``, Eigen),
+#: whose values depend on the L1 data cache size: the evidence for ``reprodl.initializers``.
+LSTM_KERAS_INIT = Case("lstm-keras-init", "lstm", 3, keras_fit=True, logits_images=100)
+
+#: Every case a run may name: the battery, the smallest CNN run and the LSTM.
+ALL_CASES = {c.name: c for c in (*BATTERY, *DENSE_SMALL, CNN_SMALL, LSTM, LSTM_KERAS_INIT)}
+
+#: The variables of the cache-geometry emulator (``tools/cache_qemu``): the L1d and L2 sizes in
+#: KiB that every CPUID cache leaf of the emulated CPU reports.
+GEOMETRY_ENV = ("REPRODL_QEMU_L1D_KIB", "REPRODL_QEMU_L2_KIB")
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """A per-core cache geometry presented by the cache-geometry emulator."""
+
+    l1d_kib: int
+    l2_kib: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.l1d_kib}/{self.l2_kib}"
+
+    def describe(self) -> str:
+        return f"L1d {cpu.short_size(self.l1d_kib * 1024)}, L2 {cpu.short_size(self.l2_kib * 1024)}"
+
+    def env(self) -> dict[str, str]:
+        return dict(zip(GEOMETRY_ENV, (str(self.l1d_kib), str(self.l2_kib)), strict=True))
+
+    def to_dict(self) -> dict[str, int]:
+        return {"l1d_kib": self.l1d_kib, "l2_kib": self.l2_kib}
+
+    @classmethod
+    def parse(cls, text: str) -> Geometry:
+        m = re.fullmatch(r"(\d+)/(\d+)", text.strip())
+        if not m or not 0 < int(m.group(1)) <= 255 or not 0 < int(m.group(2)) <= 65535:
+            raise UsageError(f"not a cache geometry: {text!r} (L1d/L2 in KiB, like 48/2048)")
+        return cls(int(m.group(1)), int(m.group(2)))
+
+
+#: The geometries of readers' machines the sweep covers: L1d 32 and 48 KiB, L2 256 KiB (Intel
+#: client to Skylake), 512 KiB (Zen 2/3), 1.25 MiB (Ice Lake/Tiger Lake), 2 MiB (Raptor Lake,
+#: Sapphire Rapids) and 4 MiB.
+SWEEP_GEOMETRIES = tuple(
+    Geometry(l1d, l2) for l1d in (32, 48) for l2 in (256, 512, 1280, 2048, 4096)
+)
+
 _CHILD = r"""
-import json, sys, time
+import ctypes, json, sys, time
+flush_c_stdout = ctypes.CDLL(None).fflush  # oneDNN's verbose lines come before a case's result
 import reprodl.runtime as rt
 
 opts, isa, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -132,9 +198,20 @@ for spec in json.loads(sys.argv[4]):
     start = time.perf_counter()
     keras.utils.set_random_seed(0)
     test_x = tf.constant(data.to_float(mnist.test.images[:spec.get("logits_images", 1000)]))
-    run = training.RunSpec(spec["model"], steps=spec["steps"], intra_op_threads=threads,
-                           batch_size=spec.get("batch_size"))
-    if spec["keras_fit"]:
+    if spec["model"] != "lstm":
+        run = training.RunSpec(spec["model"], steps=spec["steps"], intra_op_threads=threads,
+                               batch_size=spec.get("batch_size"))
+    if spec["model"] == "lstm":
+        from reprodl import models
+        model = models.row_lstm(0, keras_orthogonal=spec["name"] == "lstm-keras-init")
+        model.compile(keras.optimizers.Adam(2e-3),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        n = spec["steps"] * 100
+        history = model.fit(data.to_float(train.images[:n]), train.labels[:n], batch_size=100,
+                            epochs=1, shuffle=False, verbose=0)
+        loss = float(history.history["loss"][-1])
+        digest = fingerprint.weights_digest(model)
+    elif spec["keras_fit"]:
         model, optimizer, _ = training.build(run, len(train))
         run = run.resolved()
         n = run.steps * run.batch_size
@@ -147,6 +224,7 @@ for spec in json.loads(sys.argv[4]):
         model, record = training.run(run, train)
         loss, digest = float(record.final_loss), record.final_digest
     logits = model(test_x, training=False).numpy()
+    flush_c_stdout(None)
     print(json.dumps({
         "case": spec["name"], "loss": fingerprint.format_float(loss), "fingerprint": digest,
         "logits": fingerprint.array_digest(logits),
@@ -158,6 +236,17 @@ for spec in json.loads(sys.argv[4]):
 def qemu_path() -> str | None:
     """The QEMU user-mode emulator for x86-64, if installed."""
     return shutil.which("qemu-x86_64")
+
+
+def cache_qemu_path() -> str | None:
+    """The cache-geometry emulator built by ``tools/cache_qemu/build.sh``, if built:
+    ``$REPRODL_CACHE_QEMU``, else the newest build in the user's cache folder."""
+    if os.environ.get("REPRODL_CACHE_QEMU"):
+        path = Path(os.environ["REPRODL_CACHE_QEMU"])
+        return str(path) if path.is_file() and os.access(path, os.X_OK) else None
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "reprodl"
+    built = sorted(base.glob("cache-qemu-*/qemu-x86_64"), key=lambda p: p.stat().st_mtime)
+    return str(built[-1]) if built else None
 
 
 def _child_command(setting: Setting, cases: Sequence[Case]) -> list[str]:
@@ -172,23 +261,34 @@ def run_setting(
     cases: Sequence[Case] = BATTERY,
     *,
     emulate: str | None = None,
+    geometry: Geometry | None = None,
     timeout: float = 1800,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Run ``cases`` in one fresh interpreter under ``setting``; return (cpu, results).
 
-    ``emulate`` names a QEMU CPU model; the interpreter then runs under ``qemu-x86_64``.
+    ``emulate`` names a QEMU CPU model; the interpreter then runs under ``qemu-x86_64``, or,
+    with a ``geometry``, under the cache-geometry emulator presenting those cache sizes.
     Raises :class:`CrossCheckError` with the child's last stderr lines when it fails.
     """
     command = _child_command(setting, cases)
+    env = {**os.environ, **runtime.REPRODUCIBLE_ENV}
+    for name in GEOMETRY_ENV:
+        env.pop(name, None)
+    if geometry and not emulate:
+        raise UsageError("a cache geometry needs an emulated CPU model")
     if emulate:
-        qemu = qemu_path()
+        qemu = cache_qemu_path() if geometry else qemu_path()
         if qemu is None:
             raise CrossCheckError(
-                "qemu-x86_64 is not installed (Debian: apt-get install qemu-user)"
+                "the cache-geometry emulator is not built (bash tools/cache_qemu/build.sh)"
+                if geometry
+                else "qemu-x86_64 is not installed (Debian: apt-get install qemu-user)"
             )
         command = [qemu, "-cpu", emulate, *command]
-    env = {**os.environ, **runtime.REPRODUCIBLE_ENV}
+        env.update(geometry.env() if geometry else {})
     where = f"under qemu -cpu {emulate}" if emulate else "natively"
+    if geometry:
+        where += f" ({geometry.describe()})"
     try:
         proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -206,21 +306,39 @@ def run_setting(
     return info, results
 
 
-def onednn_kernels(case: Case, setting: Setting | None = None) -> frozenset[str]:
-    """The oneDNN kernels ``case`` runs on this CPU under ``setting`` (default: the pins), as
-    ``primitive,implementation,propagation`` from ``ONEDNN_VERBOSE=1`` in a fresh interpreter."""
-    command = _child_command(setting or PINNED, [case])
+def onednn_kernels(
+    cases: Sequence[Case], setting: Setting | None = None
+) -> tuple[list[dict[str, Any]], dict[str, frozenset[str]]]:
+    """Run ``cases`` in one fresh interpreter on this CPU under ``setting`` (default: the pins)
+    with ``ONEDNN_VERBOSE=1``: their results (as :func:`run_setting` gives them) and the oneDNN
+    kernels each ran, as ``primitive,implementation,propagation``."""
+    setting = setting or PINNED
+    command = _child_command(setting, cases)
     env = {**os.environ, **runtime.REPRODUCIBLE_ENV, "ONEDNN_VERBOSE": "1"}
+    for name in GEOMETRY_ENV:
+        env.pop(name, None)
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
-        raise CrossCheckError(f"{case.name} with ONEDNN_VERBOSE=1 failed:\n{proc.stderr[-2000:]}")
-    found = set()
+        names = ", ".join(c.name for c in cases)
+        raise CrossCheckError(f"{names} with ONEDNN_VERBOSE=1 failed:\n{proc.stderr[-2000:]}")
+    results: list[dict[str, Any]] = []
+    kernels: dict[str, frozenset[str]] = {}
+    found: set[str] = set()
     for line in proc.stdout.splitlines():
         fields = line.split(",")
         if line.startswith("onednn_verbose") and len(fields) > 7 and "exec" in fields:
             at = fields.index("exec")  # exec,cpu,primitive,implementation,propagation,...
             found.add(",".join(fields[at + 2 : at + 5]))
-    return frozenset(found)
+        elif line.startswith("{") and '"case"' in line:  # a case ends with its result line
+            row = json.loads(line)
+            results.append({"setting": setting.name, **row})
+            kernels[row["case"]] = frozenset(found)
+            found = set()
+    if [r["case"] for r in results] != [c.name for c in cases]:
+        raise CrossCheckError(
+            f"ONEDNN_VERBOSE=1 run printed no result for some case:\n{proc.stdout[-500:]}"
+        )
+    return results, kernels
 
 
 def run_battery(
@@ -228,14 +346,18 @@ def run_battery(
     cases: Sequence[Case] = BATTERY,
     *,
     emulate: str | None = None,
+    geometry: Geometry | None = None,
     timeout: float = 1800,
     progress=None,
 ) -> dict[str, Any]:
-    """Run the battery under every setting on one CPU (native, or ``emulate``); a record."""
+    """Run the battery under every setting on one CPU (native, or ``emulate``, with its caches
+    replaced by ``geometry``); a record."""
     cpu_info: dict[str, Any] | None = None
     results: list[dict[str, Any]] = []
     for setting in settings:
-        info, rows = run_setting(setting, cases, emulate=emulate, timeout=timeout)
+        info, rows = run_setting(
+            setting, cases, emulate=emulate, geometry=geometry, timeout=timeout
+        )
         cpu_info = cpu_info or info
         results += rows
         if progress:
@@ -249,6 +371,7 @@ def run_battery(
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "cpu": cpu_info,
         "emulated": emulate,
+        "geometry": geometry.to_dict() if geometry else None,
         "host_cpu": None if not emulate else host.to_dict(),
         "versions": versions,
         "pinned": PINNED.name,
@@ -267,6 +390,9 @@ SCHEMA: dict[str, Any] = schemas.load("crosscheck")
 def label(record: Mapping[str, Any]) -> str:
     """A short name for the CPU of ``record``: the QEMU model, or the native CPU's model."""
     c = record["cpu"]
+    if record.get("geometry"):
+        g = Geometry(**record["geometry"])
+        return f"{record['emulated']} (emulated, {g.describe()})"
     if record.get("emulated"):
         return f"{record['emulated']} (emulated)"
     return f"{c['model_name']} (family {c['family']} model {c['model']})"
@@ -274,7 +400,10 @@ def label(record: Mapping[str, Any]) -> str:
 
 def slug(record: Mapping[str, Any]) -> str:
     """A file name for ``record``: ``qemu-epyc-milan`` or ``native-amd-epyc-f25-m17``."""
-    if record.get("emulated"):
+    if record.get("geometry"):
+        g = record["geometry"]
+        base = f"qemu-{record['emulated']}-l1d-{g['l1d_kib']}k-l2-{g['l2_kib']}k"
+    elif record.get("emulated"):
         base = f"qemu-{record['emulated']}"
     else:
         c = record["cpu"]
@@ -309,7 +438,7 @@ def validate(record: Any) -> None:
 
 def merge(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
     """``new`` plus the results of ``old`` it lacks (same CPU, versions and pins, else an error)."""
-    for key in ("emulated", "versions", "pinned"):
+    for key in ("emulated", "geometry", "versions", "pinned"):
         if old.get(key) != new.get(key):
             raise CrossCheckError(f"cannot merge records with different {key}")
     if dict(old["cpu"]) != dict(new["cpu"]):
@@ -408,15 +537,21 @@ def emulate_many(
     *,
     jobs: int = 2,
     timeout: float = 1800,
+    geometries: Sequence[Geometry | None] = (None,),
 ) -> tuple[list[dict[str, Any]], dict[str, CrossCheckError]]:
-    """:func:`run_battery` under each QEMU model, ``jobs`` emulators at a time (bits do not
-    depend on load, only the time does). Returns the records of the models that finished and the
-    error of each that did not: one failing emulator loses nothing of the others."""
+    """:func:`run_battery` under each QEMU model (and each cache geometry: ``None`` is the
+    model's own), ``jobs`` emulators at a time (bits do not depend on load, only the time does).
+    Returns the records of the runs that finished and the error of each that did not, by
+    ``MODEL`` or ``MODEL L1D/L2``: one failing emulator loses nothing of the others."""
     done: list[dict[str, Any]] = []
     failed: dict[str, CrossCheckError] = {}
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = {
-            m: pool.submit(run_battery, settings, cases, emulate=m, timeout=timeout) for m in models
+            f"{m} {g.name}" if g else m: pool.submit(
+                run_battery, settings, cases, emulate=m, geometry=g, timeout=timeout
+            )
+            for m in models
+            for g in geometries
         }
         for model, future in futures.items():
             try:

@@ -7,6 +7,8 @@ them in its own kernel. Two levels:
 - :func:`run_snippet` runs code in a new interpreter with a chosen environment and returns what it
   printed; :func:`run_many` repeats it and :func:`outputs_agree` says whether the runs printed the
   same, so a chapter can print that verdict instead of values that change from run to run.
+  ``unset=PINNED_VARIABLES`` starts the child without anything reprodl sets in the environment,
+  as a plain program starts on this machine.
 - :func:`train_in_subprocess` trains one of the book's models in a fresh interpreter with the pins
   changed (intra-op threads, ISA cap), with op determinism on and/or off, and returns the weight
   fingerprints (:class:`SubprocessRun`). ``import reprodl`` overrides ambient variables, so the
@@ -37,6 +39,12 @@ WARNING_CATEGORY = "ReproducibilityWarning"
 
 #: How many of a failed child's last stderr lines an error message quotes.
 STDERR_TAIL_LINES = 20
+
+#: Every variable reprodl sets in a process's environment: the pins of :mod:`reprodl.runtime` and
+#: the hash seed the book's kernels start with. A child started with ``unset=PINNED_VARIABLES``
+#: gets none of them (a variable the caller had set before reprodl is gone too): it starts as a
+#: plain program does, with TensorFlow's and NumPy's own defaults.
+PINNED_VARIABLES: tuple[str, ...] = tuple(sorted(_runtime.REPRODUCIBLE_ENV))
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,7 @@ def snippet_env(env: Mapping[str, str] | None = None, unset: Sequence[str] = ())
 def run_snippet(
     code: str,
     *,
+    args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     unset: Sequence[str] = (),
     check: bool = True,
@@ -79,13 +88,14 @@ def run_snippet(
 ) -> SnippetResult:
     """Run ``code`` (dedented) with ``python -c`` in a new interpreter and return its output.
 
-    The child inherits this process's environment, changed by ``env`` and ``unset``. A child that
-    runs longer than ``timeout`` seconds is killed and raises :class:`SubprocessError`; so does a
+    ``args`` follow the code on the command line (the child's ``sys.argv[1:]``). The child
+    inherits this process's environment, changed by ``env`` and ``unset``. A child that runs
+    longer than ``timeout`` seconds is killed and raises :class:`SubprocessError`; so does a
     non-zero exit with ``check=True`` (the message quotes the end of the child's stderr).
     """
     try:
         proc = subprocess.run(
-            [sys.executable, "-c", textwrap.dedent(code)],
+            [sys.executable, "-c", textwrap.dedent(code), *args],
             env=snippet_env(env, unset),
             capture_output=True,
             text=True,

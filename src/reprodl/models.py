@@ -141,15 +141,19 @@ def deep_cnn(
     )
 
 
-def row_lstm(seed: int = 0, units: int = 64) -> Any:
+def row_lstm(seed: int = 0, units: int = 64, keras_orthogonal: bool = False) -> Any:
     """An LSTM that reads a digit row by row (28 steps of 28 pixels), then a dense softmax layer.
 
     Not one of the registry's models: chapter 11 trains it with Keras ``fit``. Every initialiser
-    is seeded (the recurrent kernel's orthogonal one too). On a GPU Keras would run this layer as
-    one cuDNN kernel (its defaults: tanh, sigmoid, no recurrent dropout, not unrolled); on the CPU
-    it runs TensorFlow's generic loop.
+    is seeded. The recurrent kernel's orthogonal one is :class:`reprodl.initializers.Orthogonal`,
+    not Keras' own: Keras factorises with ``tf.linalg.qr`` (Eigen), whose result depends on the
+    CPU's L1 data cache size (``keras_orthogonal=True`` builds it with Keras' own, to show that).
+    On a GPU Keras would run this layer as one cuDNN kernel (its defaults: tanh, sigmoid, no
+    recurrent dropout, not unrolled); on the CPU it runs TensorFlow's generic loop.
     """
     import keras
+
+    from reprodl.initializers import Orthogonal
 
     seeds = layer_seeds(seed, 3)
     return keras.Sequential(
@@ -158,7 +162,11 @@ def row_lstm(seed: int = 0, units: int = 64) -> Any:
             keras.layers.LSTM(
                 units,
                 kernel_initializer=keras.initializers.GlorotUniform(seed=seeds[0]),
-                recurrent_initializer=keras.initializers.Orthogonal(seed=seeds[1]),
+                recurrent_initializer=(
+                    keras.initializers.Orthogonal(seed=seeds[1])
+                    if keras_orthogonal
+                    else Orthogonal(seed=seeds[1])
+                ),
                 name="lstm",
             ),
             keras.layers.Dense(

@@ -1,4 +1,4 @@
-"""Pin the process so that training gives the same bits on every run and every x86-64 machine.
+"""Pin the process so that training gives the same bits on every run and on the x86-64 CPUs tested.
 
 The bits of a float32 training run depend on more than seeds: on how many threads split each
 reduction, on the CPU instruction set oneDNN and OpenBLAS dispatch to, on the CPU's cache sizes,
@@ -17,6 +17,10 @@ Cascadelake-Server and Icelake-Server; records in ``src/reprodl/results/cross_cp
 - ``TF_ENABLE_ONEDNN_OPTS=1`` runs matrix products and convolutions as oneDNN primitives; their
   training steps agreed on every CPU with 1 or 2 threads, but with 2 threads oneDNN splits a large
   product (a 1,000-image inference batch) between threads in a CPU-dependent way.
+- ``TF_ENABLE_ONEDNN_OPTS`` is pinned because its default depends on the CPU: on Linux, TensorFlow
+  2.21 turns oneDNN's ops on only for CPUs with AVX512_VNNI, AVX512_BF16, AVX_VNNI or AMX
+  (``DefaultOneDnnPolicy`` in ``tensorflow/core/util/port.cc``), so a Zen 4 has them on by default
+  and a Zen 3 or a Skylake has them off.
 - So each op runs on **one** intra-op thread, and **two inter-op** threads run independent ops side
   by side (each op still computes alone: no bit changes). On the Zen 4 the deep CNN trains at 14.0
   steps/s this way against 9.9 with oneDNN's ops off and 2 threads
@@ -26,6 +30,18 @@ Cascadelake-Server and Icelake-Server; records in ``src/reprodl/results/cross_cp
   inter-op threads run side by side with the bits of the whole op (:mod:`reprodl.training.lanes`;
   ``src/reprodl/results/price_of_exactness.json``).
 - The oneDNN ISA cap stays at AVX2: AVX2, AVX and AVX512_CORE give three results on every model.
+- One thread removes the split between threads, not every dependence on the CPU: oneDNN's brgemm
+  convolutions choose their blocks from the per-core L1 size (and, backward, the L2 size) whatever
+  the thread count (``init_jcp`` in ``src/cpu/x64/jit_brgemm_conv_utils.cpp`` and
+  ``jit_brgemm_conv_bwd_utils.cpp``, oneDNN v3.7.3 as bundled with TensorFlow 2.21). Every CPU in
+  the records reports a 32 KiB L1 data cache, and the emulated Intel models report QEMU's generic
+  caches, not the real chips': other cache sizes are not verified.
+- Threads outside TensorFlow's own pools: the TensorFlow 2.21 wheel builds oneDNN with its
+  threadpool runtime, which runs on TensorFlow's intra-op threads (``ONEDNN_VERBOSE=1`` prints
+  ``runtime:threadpool``), so ``TF_NUM_INTRAOP_THREADS`` is oneDNN's thread count; no OpenMP or
+  MKL runtime is linked. NumPy's OpenBLAS is a pthreads build that takes its count from
+  ``OPENBLAS_NUM_THREADS`` (``OMP_NUM_THREADS`` only when that is unset). ``OMP_NUM_THREADS`` and
+  ``MKL_NUM_THREADS`` are pinned anyway, for builds of these libraries that use OpenMP or MKL.
 """
 
 from __future__ import annotations
@@ -51,7 +67,8 @@ BLAS_THREADS = 1
 ONEDNN_ISA = "AVX2"
 #: TensorFlow's oneDNN ops ("1": MatMul, Conv2D and their gradients run as oneDNN primitives).
 #: With "0" they run as Eigen contractions whose blocking follows the CPU's L2/L3 sizes, so the
-#: bits differed between CPU models with 2 threads (see the module docstring).
+#: bits differed between CPU models with 2 threads (see the module docstring). Unset, TensorFlow
+#: 2.21 picks "1" or "0" by CPU feature, so it is pinned either way.
 ONEDNN_OPTS = "1"
 #: The OpenBLAS kernel family on x86-64 (Haswell = the AVX2 kernels).
 OPENBLAS_CORE = "Haswell"
@@ -67,6 +84,8 @@ def _pinned_variables() -> dict[str, str]:
         "TF_ENABLE_ONEDNN_OPTS": ONEDNN_OPTS,
         "TF_NUM_INTRAOP_THREADS": str(INTRA_OP_THREADS),
         "TF_NUM_INTEROP_THREADS": str(INTER_OP_THREADS),
+        # OpenMP and MKL builds only: the pinned TensorFlow runs oneDNN on its intra-op threads
+        # and links neither; OpenBLAS reads OMP_NUM_THREADS only when OPENBLAS_NUM_THREADS is unset.
         "OMP_NUM_THREADS": str(INTRA_OP_THREADS),
         "OPENBLAS_NUM_THREADS": str(BLAS_THREADS),
         "MKL_NUM_THREADS": str(BLAS_THREADS),
@@ -107,8 +126,9 @@ def pin_environment() -> PinReport:
     """Write the pinned variables into ``os.environ``, overriding ambient values.
 
     Must run before NumPy and TensorFlow are imported for the BLAS settings to take effect
-    (``import reprodl`` does it first thing). ``ONEDNN_MAX_CPU_ISA`` still works after
-    ``import tensorflow`` as long as no op has run yet.
+    (importing this module does it first thing, and ``reprodl.setup`` and every module of the
+    package that trains or computes import it; ``import reprodl`` alone does not).
+    ``ONEDNN_MAX_CPU_ISA`` still works after ``import tensorflow`` as long as no op has run yet.
     """
     changed: dict[str, tuple[str | None, str]] = {}
     for name, value in PINNED_ENV.items():

@@ -119,6 +119,11 @@ def fresh_entropy() -> None:
     of a later call would *not* give an unseeded run. This puts the OS back in charge: Python's
     and NumPy's generators are re-seeded from ``os.urandom``, TensorFlow's and Keras' global seed
     is a fresh 32-bit number from :mod:`secrets`. Nothing is recorded, so nothing can replay it.
+
+    It is a simulation, not a fresh process: TensorFlow keeps a global seed (a random one), which a
+    new process does not have and which op determinism needs, and with a global seed Keras 3.15's
+    ``fit(shuffle=True)`` repeats one order in every epoch. For runs that must be unseeded in every
+    respect, start a new interpreter (:mod:`reprodl.fresh_process`, as chapter 1 does).
     """
     import keras
 

@@ -15,16 +15,15 @@ From a ``Conv2D`` on, the layers that compute each image by itself (``MaxPooling
 ``Reshape``, ``Flatten``) run on each piece of the batch, so the pieces meet only where a layer
 needs the whole batch.
 
-No cut splits a sum: every output element is the same chain of additions as in the whole op, and
-the sums over the batch (the bias gradients, the kernel gradient's sum over images) stay whole.
-That this gives the same bits is measured, not assumed, because a kernel may take another code
-path for a smaller shape: cutting a ``Dense`` by the batch, which splits no sum either, changes
-the bits (oneDNN in TensorFlow 2.21, ISA capped at AVX2), and so does cutting a 12,544-input,
-300-unit ``Dense`` by units, while the book's 3,136-input, 1,024-unit layer is exact. So
-:func:`cuts_are_exact` runs each cut layer both ways once, on this CPU, for the shapes of the
-step, and a layer whose cut changes a bit runs whole. ``tests/test_lanes.py`` checks whole
-trainings bit for bit, and the cross-CPU battery runs the lanes under emulated CPUs. Layers that
-are small, not plain ReLU/linear, or of another kind run as Keras runs them.
+No cut splits a sum over its own dimension, and the sums over the batch (the bias gradients, the
+kernel gradient's sum over images) stay whole. That is not enough for the bits: oneDNN chooses
+its implementation and its blocking by the shape it is given, so a piece may be computed with
+another order of additions than the whole op. Whether a cut is exact is therefore measured, not
+assumed: :func:`cuts_are_exact` runs each cut layer both ways once, on this CPU, for the shapes
+of the step, and a layer whose cut changes a bit runs whole. ``tests/test_lanes.py`` checks
+whole trainings of the book's models bit for bit; that is a guarantee for those models on the
+CPUs tested, not for every model. Layers that are small, not plain ReLU/linear, or of another
+kind run as Keras runs them.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+../src/reprodl/examples/first_runs.py
