@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 REPRODL_DATA ?= $(abspath $(wildcard ../shared/data/mnist))
 export REPRODL_DATA
 
-.PHONY: install book test test-fast test-chapter test-module durations execute lint format freeze bench crosscheck clean
+.PHONY: install book test test-fast test-chapter test-module durations execute lint format freeze bench crosscheck cache-sweep clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -84,6 +84,14 @@ bench: $(STAMP)
 crosscheck: $(STAMP)
 	@bash tools/ensure_qemu.sh
 	$(BIN)/python -m reprodl crosscheck --all-settings --emulate Haswell,Skylake-Server,Icelake-Server,EPYC-Rome,EPYC-Milan --out src/reprodl/results/cross_cpu
+
+## The cache-geometry sweep: build the emulator that presents any L1d/L2 (tools/cache_qemu, needs
+## root and apt-get; cached outside the checkout), re-run the records of cross_cpu_caches/.
+SWEPT := softmax-small,mlp-small,mlp-fit-small,cnn-small,lstm
+cache-sweep: $(STAMP)
+	bash tools/cache_qemu/build.sh
+	$(BIN)/python -m reprodl crosscheck --no-native --emulate Icelake-Server --caches sweep --cases $(SWEPT) --out src/reprodl/results/cross_cpu_caches
+	$(BIN)/python -m reprodl crosscheck --no-native --emulate Icelake-Server --caches 32/512,48/2048 --cases lstm-keras-init --out src/reprodl/results/cross_cpu_caches
 
 clean:
 	rm -rf _build

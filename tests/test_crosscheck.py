@@ -123,7 +123,7 @@ def test_cache_geometries_parse_name_and_label_their_records():
         crosscheck.validate(rec)
     sweep = crosscheck.SWEEP_GEOMETRIES
     assert {x.l1d_kib for x in sweep} == {32, 48}
-    assert {x.l2_kib for x in sweep} == {256, 512, 1280, 2048, 4096}
+    assert {x.l2_kib for x in sweep} == {256, 512, 1024, 1280, 2048, 4096}
 
 
 def test_a_cache_geometry_needs_an_emulated_cpu():

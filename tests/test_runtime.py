@@ -172,3 +172,23 @@ def test_setup_prints_one_block_only_where_the_environment_differs(monkeypatch):
     assert block[0].startswith("This environment differs from the one the book's outputs come")
     assert block[1] == f"  - numpy {runtime.versions()['numpy']}, not 9.9.9"
     assert block[2].startswith("So the last bits")
+
+
+def test_setup_warns_on_caches_no_record_verified(monkeypatch):
+    import dataclasses
+    import warnings
+
+    from reprodl import cpu
+
+    verified = runtime.verified_cache_geometries()
+    assert (32 * 1024, 512 * 1024) in verified and (48 * 1024, 2048 * 1024) in verified
+    here = cpu.describe()
+    for (l1d, l2), warned in (((32 * 1024, 512 * 1024), False), ((64 * 1024, 8192 * 1024), True)):
+        fake = dataclasses.replace(here, l1d=l1d, l2=l2)
+        monkeypatch.setattr(cpu, "describe", lambda fake=fake: fake)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            runtime._check_isa()
+        messages = [str(w.message) for w in caught if "caches" in str(w.message)]
+        assert bool(messages) == warned, messages
+    assert "L1d 64 KiB, L2 8 MiB" in messages[0] and "crosscheck" in messages[0]

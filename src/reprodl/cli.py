@@ -406,7 +406,7 @@ def _add_crosscheck_parser(sub: _Subparsers) -> None:
         metavar="L1D/L2,...",
         help="per-core cache sizes in KiB (48/2048,...) that each --emulate model presents, "
         "under the cache-geometry emulator (bash tools/cache_qemu/build.sh builds it); "
-        "'sweep' for L1d 32 and 48 KiB x L2 256 KiB, 512 KiB, 1.25 MiB, 2 MiB, 4 MiB",
+        "'sweep' for L1d 32 and 48 KiB x L2 256 KiB, 512 KiB, 1.25 MiB, 2 MiB, 4 MiB, and 48/1024",
     )
     cc.add_argument("--out", metavar="DIR", help="write one record per CPU into DIR")
     cc.add_argument("--against", metavar="DIR", help="compare with the records in DIR")

@@ -172,9 +172,10 @@ class Geometry:
 
 #: The geometries of readers' machines the sweep covers: L1d 32 and 48 KiB, L2 256 KiB (Intel
 #: client to Skylake), 512 KiB (Zen 2/3), 1.25 MiB (Ice Lake/Tiger Lake), 2 MiB (Raptor Lake,
-#: Sapphire Rapids) and 4 MiB.
-SWEEP_GEOMETRIES = tuple(
-    Geometry(l1d, l2) for l1d in (32, 48) for l2 in (256, 512, 1280, 2048, 4096)
+#: Sapphire Rapids) and 4 MiB; and Zen 5's 48 KiB with 1 MiB.
+SWEEP_GEOMETRIES = (
+    *(Geometry(l1d, l2) for l1d in (32, 48) for l2 in (256, 512, 1280, 2048, 4096)),
+    Geometry(48, 1024),  # Zen 5
 )
 
 _CHILD = r"""

@@ -333,6 +333,35 @@ def _check_isa() -> None:
             f"This CPU ({info.model_name}) has no {ONEDNN_ISA} (best: {info.best_isa}): oneDNN "
             "and OpenBLAS run other kernels, so trainings will not give the book's bits."
         )
+    verified = verified_cache_geometries()
+    if info.l1d and info.l2 and verified and (info.l1d, info.l2) not in verified:
+        sizes = ", ".join(
+            f"{cpu.short_size(l1d)}/{cpu.short_size(l2)}" for l1d, l2 in sorted(verified)
+        )
+        _warn(
+            f"This CPU's caches (L1d {cpu.short_size(info.l1d)}, L2 {cpu.short_size(info.l2)}) "
+            f"are not among those the book's bits were verified on (L1d/L2: {sizes}): some "
+            "kernels size their blocks from the caches, so check with python -m reprodl "
+            "crosscheck before trusting the bits."
+        )
+
+
+def verified_cache_geometries() -> set[tuple[int, int]]:
+    """The (L1d, L2) sizes in bytes of every CPU and emulated cache geometry in the committed
+    cross-CPU records (``reprodl/results/cross_cpu*/``) on which the pinned bits were checked."""
+    import json
+
+    from reprodl import results
+
+    found: set[tuple[int, int]] = set()
+    for path in sorted(results.FOLDER.glob("cross_cpu*/*.json")):
+        try:
+            c = json.loads(path.read_text(encoding="utf-8"))["cpu"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a damaged record verifies nothing; crosscheck.load says why
+        if c.get("l1d") and c.get("l2"):
+            found.add((c["l1d"], c["l2"]))
+    return found
 
 
 def setup(seed: int, *, op_determinism: bool = True) -> None:
