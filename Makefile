@@ -36,10 +36,11 @@ test: $(STAMP)
 	@bash tools/ensure_browser.sh
 	$(BIN)/python -m pytest $(PARALLEL) --durations=10
 
-## The everyday lane: unit tests only (no TensorFlow subprocesses, notebooks, book or browser).
+## The everyday lane: unit tests only (no TensorFlow subprocesses, notebooks, book or browser),
+## on the two pytest workers.
 FAST := -m "not slow and not book and not browser"
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest $(FAST) --durations=10 tests/
+	$(BIN)/python -m pytest $(PARALLEL) $(FAST) --durations=10 tests/
 
 ## One chapter after a change to it: its exact-output gate outside the checkout, its static
 ## checks, and the fast lane (make test-chapter N=7).
@@ -55,11 +56,13 @@ test-module: $(STAMP)
 	@test -f "tests/test_$(M).py" || { echo "usage: make test-module M=name (tests/test_name.py)"; exit 2; }
 	$(BIN)/python -m pytest --durations=10 tests/test_$(M).py
 
-## Measure the whole suite as make test runs it; rewrite the committed durations record.
+## Measure the whole suite as make test runs it, then the fast lane as make test-fast runs it;
+## rewrite the committed durations records.
 durations: $(STAMP)
 	@bash tools/ensure_qemu.sh
 	@bash tools/ensure_browser.sh
 	$(BIN)/python tools/suite_durations.py --out benchmarks/results/suite_durations.json -- $(PARALLEL)
+	$(BIN)/python tools/suite_durations.py --out benchmarks/results/fast_lane_durations.json -- $(PARALLEL) $(FAST) tests/
 
 ## Re-execute every notebook in place in the pinned environment (the only way outputs change).
 execute: $(STAMP)

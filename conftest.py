@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -105,7 +106,8 @@ def _tensorflow_threads_pinned() -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under xdist (``--dist loadscope``: a file's tests, a class's tests, a notebook's cells,
     on one worker), the longest units first: longest-processing-time-first scheduling, from the
-    committed record (a unit it lacks counts as its file's time)."""
+    committed record (a unit it lacks counts as its file's time; a file it lacks goes first, as
+    a new test may be slow)."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
     seconds = _recorded_seconds()
@@ -116,6 +118,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     def key(item: pytest.Item) -> tuple[float, int]:
         unit = work_unit(item.nodeid)
         file = unit.split("::")[0]
-        return -seconds.get(unit, seconds.get(file, 0.0)), position[unit]
+        return -seconds.get(unit, seconds.get(file, math.inf)), position[unit]
 
     items.sort(key=key)  # stable: a file's items keep their order
