@@ -1,9 +1,10 @@
 """Batch order under explicit control.
 
-The classic TF1 ``DataSet.next_batch`` shuffled the training set with NumPy's *global* random
-state at every epoch boundary, so a run seeded with ``tf.set_random_seed`` alone still saw a new
+The TF1 tutorials' ``DataSet.next_batch`` drew its shuffles from NumPy's *global* random state
+(when, and whether the first epoch was shuffled, changed between TensorFlow versions; chapter 4
+tells the history), so a run seeded with ``tf.set_random_seed`` alone could still see another
 batch order each time. Here the order comes from an explicit seed, or, to show that trap, from the
-global state exactly as the classic code did.
+global state (a simplified model of that code, not a copy of any version).
 """
 
 from __future__ import annotations
