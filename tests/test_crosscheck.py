@@ -24,15 +24,20 @@ def committed() -> list[dict]:
     return crosscheck.load_dir(RECORDS)
 
 
-def small_bits() -> dict[str, tuple[str, str, str]]:
-    """The committed pinned bits of the smallest runs (the records that have them agree)."""
+def committed_bits(cases) -> dict[str, tuple[str, str, str]]:
+    """The committed pinned bits of ``cases`` (names), from every record that has them (they
+    must agree)."""
     found: dict[str, tuple[str, str, str]] = {}
-    small = {c.name for c in (*crosscheck.DENSE_SMALL, crosscheck.CNN_SMALL)}
     for record in committed():
         for case, bits in pinned_bits(record).items():
-            if case in small:
+            if case in cases:
                 assert found.setdefault(case, bits) == bits, (case, crosscheck.label(record))
     return found
+
+
+def small_bits() -> dict[str, tuple[str, str, str]]:
+    """The committed pinned bits of the smallest runs."""
+    return committed_bits({c.name for c in (*crosscheck.DENSE_SMALL, crosscheck.CNN_SMALL)})
 
 
 def pinned_bits(record: dict) -> dict[str, tuple[str, str, str]]:

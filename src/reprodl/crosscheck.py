@@ -257,6 +257,15 @@ def _child_command(setting: Setting, cases: Sequence[Case]) -> list[str]:
             cases_json]  # fmt: skip
 
 
+def _child_env() -> dict[str, str]:
+    """A battery child's environment: this one with the pins, and no cache geometry (only
+    :func:`run_setting` sets one, for the cache-geometry emulator)."""
+    env = {**os.environ, **runtime.REPRODUCIBLE_ENV}
+    for name in GEOMETRY_ENV:
+        env.pop(name, None)
+    return env
+
+
 def run_setting(
     setting: Setting,
     cases: Sequence[Case] = BATTERY,
@@ -272,9 +281,7 @@ def run_setting(
     Raises :class:`CrossCheckError` with the child's last stderr lines when it fails.
     """
     command = _child_command(setting, cases)
-    env = {**os.environ, **runtime.REPRODUCIBLE_ENV}
-    for name in GEOMETRY_ENV:
-        env.pop(name, None)
+    env = _child_env()
     if geometry and not emulate:
         raise UsageError("a cache geometry needs an emulated CPU model")
     if emulate:
@@ -315,9 +322,7 @@ def onednn_kernels(
     kernels each ran, as ``primitive,implementation,propagation``."""
     setting = setting or PINNED
     command = _child_command(setting, cases)
-    env = {**os.environ, **runtime.REPRODUCIBLE_ENV, "ONEDNN_VERBOSE": "1"}
-    for name in GEOMETRY_ENV:
-        env.pop(name, None)
+    env = {**_child_env(), "ONEDNN_VERBOSE": "1"}
     proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
     if proc.returncode != 0:
         names = ", ".join(c.name for c in cases)
