@@ -96,5 +96,15 @@ cache-sweep: $(STAMP)
 	$(BIN)/python -m reprodl crosscheck --no-native --emulate Icelake-Server --caches sweep --cases $(SWEPT) --out src/reprodl/results/cross_cpu_caches
 	$(BIN)/python -m reprodl crosscheck --no-native --emulate Icelake-Server --caches 32/512,48/2048 --cases lstm-keras-init --out src/reprodl/results/cross_cpu_caches
 
+## Workshop material (chapters/workshop.md), from the chapters, which are read, never written:
+## exercise notebooks without the solutions into _build/exercises/, and reveal.js slides from the
+## cells tagged `slide` into _build/slides/ (python tools/make_slides.py --tag NAME for another).
+.PHONY: exercises slides
+exercises: $(STAMP)
+	$(BIN)/python tools/make_exercises.py --out _build/exercises chapters/*.ipynb
+
+slides: $(STAMP)
+	$(BIN)/python tools/make_slides.py --out _build/slides chapters/*.ipynb
+
 clean:
 	rm -rf _build

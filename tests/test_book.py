@@ -18,6 +18,8 @@ against ``src/reprodl`` and that the built page documents the package's function
 
 from __future__ import annotations
 
+import ast
+import contextlib
 import functools
 import http.server
 import json
@@ -34,6 +36,7 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 import yaml
+from bs4 import BeautifulSoup
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "_build" / "screenshots"
@@ -214,24 +217,166 @@ def test_api_page_documents_the_package(book: Path) -> None:
     assert 'href="api.html"' in intro, "the intro does not link to the API reference"
 
 
+# --- the intro's recipe and the pages' defects ------------------------------------------------
+
+INTRO = ROOT / "intro.md"
+RECIPE = PACKAGE / "examples" / "train_keras.py"
+#: What the intro's excerpt of the recipe must show, in this order: the pins before TensorFlow is
+#: imported, the seeds, op determinism, the GPU lines, seeded layers, compile, the seeded shuffle.
+RECIPE_KEY_LINES = (
+    'os.environ["TF_ENABLE_ONEDNN_OPTS"] = "1"',
+    'os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX2"',
+    'os.environ["TF_NUM_INTRAOP_THREADS"] = "1"',
+    'os.environ["TF_NUM_INTEROP_THREADS"] = "2"',
+    "import tensorflow as tf",
+    "keras.utils.set_random_seed(SEED)",
+    "tf.config.experimental.enable_op_determinism()",
+    "tf.config.experimental.enable_tensor_float_32_execution(False)",
+    "kernel_initializer=keras.initializers.GlorotUniform(1)",
+    "keras.layers.Dropout(0.2, seed=2)",
+    "jit_compile=False",
+    ".shuffle(len(x), seed=4)",
+    "shuffle=False",
+)
+
+
+def _selected_lines(spec: str, count: int) -> list[int]:
+    """Sphinx's ``:lines:`` syntax (``12,15-20,49-``), as 0-based indexes into ``count`` lines."""
+    indexes = []
+    for part in spec.replace(" ", "").split(","):
+        first, _, last = part.partition("-")
+        end = int(last) if last else (count if part.endswith("-") else int(first))
+        indexes.extend(range(int(first) - 1, end))
+    assert all(0 <= i < count for i in indexes), f":lines: {spec} is past the end of the file"
+    return indexes
+
+
+def _intro_excerpts() -> list[str]:
+    """The intro's ``literalinclude`` excerpts of the recipe, as the book shows them."""
+    lines = RECIPE.read_text(encoding="utf-8").splitlines()
+    excerpts = []
+    for body in re.findall(r"```\{literalinclude\} (\S+)\n(.*?)```", INTRO.read_text(), re.DOTALL):
+        path, options = body
+        assert (ROOT / path).resolve() == RECIPE.resolve(), f"the intro includes {path}"
+        opts = dict(re.findall(r"^:(\w[\w-]*):[ ]*(.*)$", options, flags=re.MULTILINE))
+        assert set(opts) <= {"language", "lines", "dedent", "class"}, opts
+        chosen = [lines[i] for i in _selected_lines(opts["lines"], len(lines))]
+        dedent = int(opts.get("dedent", 0))
+        assert all(not line[:dedent].strip() for line in chosen), "dedent would cut code"
+        excerpts.append("\n".join(line[dedent:] for line in chosen) + "\n")
+    return excerpts
+
+
+def test_the_intros_recipe_excerpt_holds_the_key_lines() -> None:
+    """The intro shows the recipe by line numbers (``:lines:``): an edit of the script that moves
+    a line must not silently drop it from the excerpt or cut a statement in half."""
+    excerpts = _intro_excerpts()
+    assert excerpts, "the intro includes no excerpt of the recipe"
+    for excerpt in excerpts:
+        ast.parse(excerpt)  # each excerpt is whole statements
+    text = "".join(excerpts)
+    positions = [text.find(line) for line in RECIPE_KEY_LINES]
+    missing = [line for line, at in zip(RECIPE_KEY_LINES, positions, strict=True) if at < 0]
+    assert not missing, f"the intro's recipe excerpt lacks {missing}: update its :lines:"
+    assert positions == sorted(positions), "the intro's excerpt has the key lines out of order"
+    intro = INTRO.read_text(encoding="utf-8")
+    assert "PYTHONHASHSEED=0 python train.py" in intro
+    assert "python -m reprodl check" in intro
+    assert "{doc}`chapter 11 <chapters/11_your_own_training>`" in intro
+
+
+def _soup(path: Path) -> BeautifulSoup:
+    return BeautifulSoup(path.read_text(encoding="utf-8"), "html.parser")
+
+
+@pytest.mark.book
+def test_the_intro_shows_the_recipe_as_highlighted_code_before_the_first_table(
+    book: Path,
+) -> None:
+    article = _soup(book / "intro.html").select_one("article")
+    blocks = article.select("div.recipe.highlight-python pre")
+    assert len(blocks) == len(_intro_excerpts()), "the recipe is not shown as Python code"
+    assert all(block.select("span.n") for block in blocks), "the recipe is not highlighted"
+    shown = "".join(block.get_text() for block in blocks)
+    assert all(line in shown for line in RECIPE_KEY_LINES)
+    order = article.find_all(["pre", "table"])
+    first_table = next(i for i, e in enumerate(order) if e.name == "table")
+    assert all(order.index(block) < first_table for block in blocks), "a table comes first"
+
+
+@pytest.mark.book
+def test_no_exercise_inside_a_solution(book: Path) -> None:
+    """sphinx-exercise renders an exercise as div.exercise and a solution as div.solution; an
+    unclosed solution fence swallows the next exercise, which then shows only when the solution
+    is opened."""
+    nested = []
+    for page in sorted(book.rglob("*.html")):
+        text = page.read_text(encoding="utf-8")
+        if "solution" not in text:
+            continue
+        for solution in BeautifulSoup(text, "html.parser").select("div.solution"):
+            nested += [
+                f"{page.relative_to(book)}: {e.get('id')}" for e in solution.select(".exercise")
+            ]
+    assert not nested, f"exercises inside a solution: {nested}"
+
+
+@pytest.mark.book
+def test_the_api_page_publishes_no_environment_value(book: Path) -> None:
+    """autodoc prints a module variable's value; one that comes from the building machine (its
+    environment, its paths) must be hidden (``#: :meta hide-value:``)."""
+    html = (book / "api.html").read_text(encoding="utf-8")
+    values = {
+        name: value
+        for name, value in os.environ.items()
+        if (name in ("HOME", "PATH") and len(value) > 1) or (len(value) >= 12 and "/" in value)
+    }
+    assert "HOME" in values and "PATH" in values
+    leaked = sorted(name for name, value in values.items() if value in html)
+    assert not leaked, f"api.html shows the values of {leaked} (hide them: :meta hide-value:)"
+    assert str(ROOT) not in html, "api.html shows the checkout's path (hide that value)"
+
+
+@pytest.mark.book
+@pytest.mark.parametrize("docname", ["intro", "api", "chapters/11_your_own_training"])
+def test_one_search_field_and_a_favicon(book: Path, docname: str) -> None:
+    page = book / f"{docname}.html"
+    soup = _soup(page)
+    fields = soup.select(".search-button-field")
+    assert len(fields) == 1, f"{len(fields)} search fields (the theme's top bar adds one)"
+    assert not soup.select("#pst-header .search-button-field, .navbar-persistent--mobile")
+    icons = soup.select('link[rel="icon"]')
+    assert len(icons) == 1, "no favicon link"
+    assert (page.parent / icons[0]["href"]).is_file(), icons[0]["href"]
+
+
 # --- the browser -------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def server(book: Path) -> Iterator[str]:
-    """Serve the built book on 127.0.0.1; yield its base URL."""
+@contextlib.contextmanager
+def _serve(folder: Path) -> Iterator[str]:
+    """Serve ``folder`` on 127.0.0.1 while the block runs; yield its base URL."""
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args) -> None:
             pass
 
-    handler = functools.partial(Quiet, directory=str(book))
+    handler = functools.partial(Quiet, directory=str(folder))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
-    httpd.shutdown()
-    httpd.server_close()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def server(book: Path) -> Iterator[str]:
+    """Serve the built book on 127.0.0.1; yield its base URL."""
+    with _serve(book) as base:
+        yield base
 
 
 @pytest.fixture(scope="session")
@@ -451,6 +596,58 @@ def test_screenshots(visit: Visit | None) -> None:
     assert not visit.errors, "\n".join(visit.errors)
 
 
+@pytest.mark.browser
+def test_the_recipe_is_in_the_intros_first_screen(visit: Visit | None) -> None:
+    """At 1280x800 the intro shows the recipe's first block whole and the seeds, op determinism
+    and TF32 lines of the second, without scrolling, and no recipe line is cut at the right."""
+    visit = _require(visit)
+    visit.page.set_viewport_size({"width": 1280, "height": 800})
+    visit.goto(DOCNAMES[0])
+    found = visit.page.evaluate(
+        """(needles) => {
+            const blocks = Array.from(document.querySelectorAll('article div.recipe pre'));
+            const bottom = (needle) => {
+                for (const pre of blocks) {
+                    const walker = document.createTreeWalker(pre, NodeFilter.SHOW_TEXT);
+                    let text = '', nodes = [];
+                    while (walker.nextNode()) { nodes.push([walker.currentNode, text.length]);
+                                                text += walker.currentNode.data; }
+                    const at = text.indexOf(needle);
+                    if (at < 0) continue;
+                    const [node, start] = nodes.filter(([, s]) => s <= at).pop();
+                    const range = document.createRange();
+                    range.setStart(node, at - start);
+                    range.setEnd(node, Math.min(node.data.length, at - start + 1));
+                    return range.getBoundingClientRect().bottom;
+                }
+                return null;
+            };
+            return {
+                first: blocks.length ? blocks[0].getBoundingClientRect().bottom : null,
+                clipped: blocks.filter((pre) => pre.scrollWidth > pre.clientWidth + 1).length,
+                lines: needles.map(bottom),
+            };
+        }""",
+        ["set_random_seed", "enable_op_determinism", "enable_tensor_float_32_execution"],
+    )
+    assert found["first"] is not None and found["first"] <= 800, found
+    assert all(b is not None and b <= 800 for b in found["lines"]), found
+    assert found["clipped"] == 0, "a recipe line is cut at the right at 1280 px"
+    assert not visit.errors, "\n".join(visit.errors)
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("docname", DOCNAMES)
+def test_pages_fit_a_400_px_screen(visit: Visit | None, docname: str) -> None:
+    """On a phone-sized screen no page scrolls sideways: wide tables scroll in their own box and
+    long inline code wraps (``_static/narrow.css``)."""
+    visit = _require(visit)
+    visit.page.set_viewport_size({"width": 400, "height": 800})
+    visit.goto(docname)
+    width = visit.page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 400, f"{docname} is {width} px wide at 400 px"
+
+
 @pytest.mark.book
 def test_mathjax_is_loaded_from_the_pinned_url(book: Path) -> None:
     """The browser test serves MathJax for exactly this URL; the pages must use it."""
@@ -459,3 +656,107 @@ def test_mathjax_is_loaded_from_the_pinned_url(book: Path) -> None:
     ]
     for page in pages_with_math:
         assert MATHJAX_URL in page.read_text(encoding="utf-8"), page
+
+
+@pytest.mark.book
+def test_the_intro_gives_each_chapters_reading_time_from_the_record(book: Path) -> None:
+    """The intro's table shows every chapter's minutes through the ``{{ reading_NN }}``
+    substitutions (``_ext/reading_times.py``), i.e. the committed record's numbers."""
+    from reprodl import results
+
+    chapters = results.load("reading_time.json")["chapters"]
+    rows = _soup(book / "intro.html").select("article table tr")
+    shown = {}
+    for row in rows:
+        link = row.select_one('a[href*="chapters/"]')
+        if link is not None:
+            shown[Path(link["href"].split("#")[0]).stem] = row.get_text(" ", strip=True)
+    assert len(shown) == len(chapters), sorted(shown)
+    for name, entry in chapters.items():
+        assert f"about {entry['minutes']} min" in shown[Path(name).stem], name
+    assert "{{" not in (book / "intro.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.book
+def test_every_figure_is_numbered_with_a_caption_and_alt_text(book: Path) -> None:
+    """Every image in a chapter is a numbered figure with a caption and alt text of its own (not
+    the file path Sphinx writes when a figure has none): from the cells' ``mystnb`` metadata."""
+    bare: list[str] = []
+    for docname in NOTEBOOKS:
+        for img in _soup(book / f"{docname}.html").select("article img"):
+            figure = img.find_parent("figure")
+            alt = (img.get("alt") or "").strip()
+            caption = figure.select_one("figcaption") if figure else None
+            number = caption.select_one(".caption-number") if caption else None
+            if not (caption and number and alt and "/" not in alt and not alt.endswith(".png")):
+                bare.append(f"{docname}: {img.get('src')}")
+    assert not bare, f"figures without a number, caption or alt text: {bare}"
+
+
+def _reveal_folder() -> Path:
+    cache = Path(os.environ.get("REPRODL_TEST_CACHE", Path.home() / ".cache" / "reprodl-test"))
+    return cache / "reveal4" / "node_modules"
+
+
+@pytest.fixture(scope="session")
+def reveal_dir() -> Path:
+    """Local copies of what nbconvert's slides load from CDNs: reveal.js 4.0.2 and require.js
+    2.1.10 (npm packages, installed once like MathJax)."""
+    folder = _reveal_folder()
+    if not (folder / "reveal.js" / "dist" / "reveal.js").is_file():
+        npm = shutil.which("npm")
+        assert npm is not None, "npm is needed once to fetch reveal.js"  # see _browser_missing
+        subprocess.run(
+            [npm, "install", "--prefix", str(folder.parent), "--no-audit", "--no-fund"]
+            + ["reveal.js@4.0.2", "requirejs@2.1.10"],
+            check=True,
+            capture_output=True,
+            timeout=300,
+        )
+    return folder
+
+
+REVEAL_PREFIX = "https://unpkg.com/reveal.js@4.0.2/"
+REQUIRE_JS = "https://cdnjs.cloudflare.com/ajax/libs/require.js/2.1.10/require.min.js"
+
+
+@pytest.mark.browser
+def test_the_slides_open_with_one_slide_per_tagged_cell(
+    visit: Visit | None, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """``make slides`` for the chapter with the most tagged cells: reveal.js starts in Chromium
+    and shows one slide per cell tagged ``slide`` (reveal.js and require.js from local copies;
+    the slides' other CDN requests, MathJax 2 and Font Awesome, are cut off)."""
+    visit = _require(visit)
+    local = request.getfixturevalue("reveal_dir")
+    tagged = {
+        path: sum("slide" in c.get("metadata", {}).get("tags", []) for c in nb["cells"])
+        for path in sorted((ROOT / "chapters").glob("*.ipynb"))
+        for nb in [json.loads(path.read_text(encoding="utf-8"))]
+    }
+    chapter, count = max(tagged.items(), key=lambda item: item[1])
+    assert count > 0, "no chapter has a cell tagged slide"
+    out = tmp_path / "slides"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "make_slides.py"), "--out", str(out), str(chapter)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    (html,) = out.glob("*.html")
+    require_js = local / "requirejs" / "require.js"
+
+    def reveal(route) -> None:
+        route.fulfill(path=str(local / "reveal.js" / route.request.url[len(REVEAL_PREFIX) :]))
+
+    with _serve(out) as base:
+        visit.page.route(f"{base}**", lambda route: route.continue_())
+        visit.page.route(f"{REVEAL_PREFIX}**", reveal)
+        visit.page.route(REQUIRE_JS, lambda route: route.fulfill(path=str(require_js)))
+        visit.page.goto(f"{base}{html.name}", wait_until="load")
+        # reveal.js loads as a require.js module (no global Reveal): it marks .reveal "ready"
+        visit.page.wait_for_selector(".reveal.ready", timeout=30_000)
+        slides = visit.page.locator(".reveal .slides > section")
+        assert slides.count() == count
+        assert visit.page.locator(".reveal .slides > section.present").inner_text().strip()

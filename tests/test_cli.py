@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.metadata
 import re
 
+import numpy as np
 import pytest
 from support import run_python, synthetic_record
 
@@ -209,7 +210,7 @@ def corrupt(tmp_path, monkeypatch):
 
 CORRUPT = (
     "error: corrupt.json: not valid JSON, the file ends too early (truncated?): Unterminated "
-    "string starting at\n"
+    "string\n"
 )
 
 
@@ -323,6 +324,68 @@ def test_compare_prints_the_exact_report(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr() == (
         "",
         "error: a.json and short.json cannot be compared: different numbers of steps (12 and 8)\n",
+    )
+
+
+def _map_pair(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    records.save(synthetic_record(), tmp_path / "a.json")
+    records.save(synthetic_record(changed={"net/dense/bias": 8}), tmp_path / "b.json")
+
+
+def test_compare_plot_writes_the_map_and_still_prints_the_report(tmp_path, monkeypatch, capsys):
+    _map_pair(tmp_path, monkeypatch)
+    assert main(["compare", "a.json", "b.json"]) == 1
+    report = capsys.readouterr().out
+    assert main(["compare", "a.json", "b.json", "--plot", "maps/ab.png"]) == 1
+    assert capsys.readouterr() == (report + "map maps/ab.png\n", "")
+    png = (tmp_path / "maps" / "ab.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(tmp_path / "maps" / "ab.png")
+    assert pixels.ndim == 3 and pixels.shape[0] > 100 and pixels.shape[1] > 300
+    # The map's red ("different") is in the picture: net/dense/bias differs from step 8 on.
+    red = (np.abs(pixels[..., :3] - np.array([0xC4, 0x4E, 0x52]) / 255) < 0.02).all(axis=-1)
+    assert red.sum() > 100
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
+    # The same records give the same bytes (no date or version in the PNG).
+    assert main(["compare", "a.json", "b.json", "--plot", "again.png"]) == 1
+    assert (tmp_path / "again.png").read_bytes() == png
+
+
+@pytest.mark.parametrize("name", ["map.jpg", "map", "map.png.txt"])
+def test_compare_plot_needs_a_png_name(tmp_path, monkeypatch, capsys, name):
+    _map_pair(tmp_path, monkeypatch)
+    with pytest.raises(SystemExit, match="^2$"):
+        main(["compare", "a.json", "b.json", "--plot", name])
+    out, err = capsys.readouterr()
+    assert out == "" and err.splitlines()[-1] == (
+        "python -m reprodl compare: error: argument --plot: expected a file name ending in "
+        f".png, got {name!r}"
+    )
+    assert not (tmp_path / name).exists()
+
+
+def test_compare_plot_to_a_path_that_cannot_be_written(tmp_path, monkeypatch, capsys):
+    _map_pair(tmp_path, monkeypatch)
+    (tmp_path / "folder.png").mkdir()
+    cases = {
+        "a.json/map.png": "a.json is not a folder",
+        "folder.png": "it is a folder",
+    }
+    for path, why in cases.items():
+        assert main(["compare", "a.json", "b.json", "--plot", path]) == 2
+        assert capsys.readouterr() == ("", f"error: cannot write the map to {path}: {why}\n")
+
+    def denied(path, write):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr("reprodl._io.atomic_write", denied)
+    assert main(["compare", "a.json", "b.json", "--plot", "map.png"]) == 2
+    assert capsys.readouterr() == (
+        "",
+        "error: cannot write the map to map.png: Permission denied\n",
     )
 
 

@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
-from support import synthetic_digits, synthetic_record
+from support import VARIABLES, run_python, synthetic_digits, synthetic_record
 
 import reprodl
 from reprodl import divergence, records, training
@@ -152,6 +152,101 @@ def test_compare_reads_files_and_reports_deterministically(tmp_path):
 def test_mismatched_pair_is_an_error():
     with pytest.raises(RecordError, match="different numbers of steps"):
         divergence.compare(synthetic_record(), synthetic_record(steps=8))
+
+
+# --- the digest map ------------------------------------------------------------------------------
+
+MAP_NAMES = [name for name, *_ in VARIABLES]
+S, D, N = divergence.SAME, divergence.DIFFERENT, divergence.NOT_RECORDED
+
+
+def _image(fig):
+    (ax,) = [ax for ax in fig.axes if ax.images]
+    return ax, np.asarray(ax.images[0].get_array())
+
+
+def test_the_map_cells_follow_the_digests():
+    a = synthetic_record(steps=12, every=4)
+    b = synthetic_record(steps=12, every=4, changed={"net/dense/bias": 8, "net/logits/kernel": 12})
+    dmap = divergence.digest_map(a, b)
+    assert dmap.variables == MAP_NAMES and dmap.steps == [0, 4, 8, 12]
+    expected = np.array(
+        [
+            [S, S, S, S],  # net/dense/kernel
+            [S, S, D, D],  # net/dense/bias: from step 8 on
+            [S, S, S, S],  # net/dropout/seed_generator_state
+            [S, S, S, D],  # net/logits/kernel: at step 12
+        ]
+    )
+    assert np.array_equal(dmap.cells, expected)
+    assert (dmap.first_step, dmap.first_variable) == (8, "net/dense/bias")
+    # The first difference agrees with compare's.
+    cmp = divergence.compare(a, b)
+    assert (cmp.first_digest_step, cmp.first_variable) == (dmap.first_step, dmap.first_variable)
+
+    fig = divergence.plot_map(a, b)
+    ax, image = _image(fig)
+    assert np.array_equal(image, expected)  # the drawn cells are the digests' verdicts
+    assert [t.get_text() for t in ax.get_yticklabels()] == MAP_NAMES
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "4", "8", "12"]
+    assert fig.texts[0].get_text() == "first differing digest: step 8, net/dense/bias"
+    # The first difference is marked: a dashed line before column 2, a box on its cell, bold name.
+    (line,) = ax.lines
+    assert list(line.get_xdata()) == [1.5, 1.5]
+    boxes = [p for p in ax.patches if p.get_linewidth() == 2]
+    assert [(b.get_x(), b.get_y()) for b in boxes] == [(1.5, 0.5)]
+    assert ax.get_yticklabels()[1].get_fontweight() == "bold"
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["same digest", "different", "first differing digest"]
+
+
+def test_the_map_of_identical_records_has_no_difference():
+    fig = divergence.plot_map(synthetic_record(), synthetic_record())
+    ax, image = _image(fig)
+    assert (image == S).all() and not ax.lines
+    assert fig.texts[0].get_text() == "identical at every step both records hold"
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["same digest", "different"]
+
+
+def test_steps_and_variables_only_one_record_has_are_not_recorded(tmp_path):
+    # A partial run (8 of 12 steps) and a variable only the second record has.
+    extra = [*VARIABLES, ("net/extra/bias", [2], "float32", "weight")]
+    a = records.save(synthetic_record(steps=12, every=4), tmp_path / "a.json")
+    b = records.save(
+        synthetic_record(steps=8, every=4, variables=extra, changed={"net/dense/kernel": 4}),
+        tmp_path / "b.json",
+    )
+    dmap = divergence.digest_map(tmp_path / "a.json", tmp_path / "b.json")  # files too
+    assert dmap.variables == [*MAP_NAMES, "net/extra/bias"] and dmap.steps == [0, 4, 8, 12]
+    expected = np.array([[S, D, D, N], [S, S, S, N], [S, S, S, N], [S, S, S, N], [N, N, N, N]])
+    assert np.array_equal(dmap.cells, expected)
+    fig = divergence.plot_map(a, b)
+    _, image = _image(fig)
+    assert np.array_equal(image, expected)
+    assert "not recorded" in [t.get_text() for t in fig.legends[0].get_texts()]
+
+
+def test_many_variables_are_grouped_by_layer():
+    many = [(f"deep/layer_{i:02d}/{k}", [2], "float32", "weight") for i in range(25) for k in "wb"]
+    a = synthetic_record(variables=many)
+    b = synthetic_record(variables=many, changed={"deep/layer_03/b": 8})
+    assert len(many) > divergence.GROUP_ABOVE
+    fig = divergence.plot_map(a, b)
+    ax, image = _image(fig)
+    assert image.shape == (25, 4)
+    assert ax.get_yticklabels()[3].get_text() == "deep/layer_03 (2)"
+    assert np.array_equal(image[3], [S, S, D, D]) and (np.delete(image, 3, axis=0) == S).all()
+    assert fig.texts[0].get_text() == "first differing digest: step 8, deep/layer_03/b"
+    # One row per variable on request.
+    _, full = _image(divergence.plot_map(a, b, group=False))
+    assert full.shape == (50, 4) and np.array_equal(full[7], [S, S, D, D])
+
+
+def test_the_map_leaves_matplotlib_unloaded_until_drawn():
+    code = "import sys\nimport reprodl.divergence\nprint('matplotlib' in sys.modules)\n"
+    proc = run_python("-c", code, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["False"]
 
 
 # --- real runs (TensorFlow, in this process, small synthetic data) ----------------------------

@@ -3,9 +3,12 @@ and leaves matplotlib's global settings as they were."""
 
 from __future__ import annotations
 
+import base64
+
 import matplotlib
 import numpy as np
 import pytest
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 
 from reprodl import plots
@@ -93,6 +96,11 @@ def test_paired_scores_colours_each_seed_by_direction():
     fig = plots.paired_scores([1, 2, 3], [2, 1, 3], labels=("old", "new"))
     colors = [line.get_color() for line in fig.axes[0].lines[:3]]
     assert colors == ["#55A868", "#C44E52", "gray"]
+    (legend,) = fig.legends
+    assert [t.get_text() for t in legend.get_texts()] == ["new higher", "old higher", "tie", "mean"]
+    assert [h.get_color() for h in legend.legend_handles[:3]] == colors
+    untied = plots.paired_scores([1, 2], [2, 1], labels=("old", "new"))
+    assert "tie" not in [t.get_text() for t in untied.legends[0].get_texts()]
     with pytest.raises(UsageError, match="a and b must have the same length, got 2 and 3"):
         plots.paired_scores([1, 2], [1, 2, 3])
 
@@ -110,3 +118,126 @@ def test_no_global_settings_change():
     plots.loss_curves({"a": [1, 2]})
     assert dict(matplotlib.rcParams) == before
     assert matplotlib.rcParams["axes.grid"] is False  # the style is not global
+
+
+class _Agreement:
+    """A stand-in for reprodl.crosscheck.Agreement: setting, case and groups, largest first."""
+
+    def __init__(self, setting, case, groups):
+        self.setting, self.case, self.groups = setting, case, groups
+
+
+def test_agreement_grid_colours_follow_the_groups():
+    rows = [
+        _Agreement("pinned", "mlp", (("x/1", ("cpu1", "cpu2", "cpu3")),)),
+        _Agreement("other", "mlp", (("y/1", ("cpu1", "cpu3")), ("y/2", ("cpu2",)))),
+        _Agreement("other", "cnn", (("z/1", ("cpu2",)),)),
+    ]
+    fig = plots.agreement_grid(rows, columns=["cpu1", "cpu2", "cpu3"])
+    ax = fig.axes[0]
+    rgb = ax.images[0].get_array()
+    colour = {
+        name: to_rgb(c)
+        for name, c in (
+            ("A", plots.GROUP_COLORS[0]),
+            ("B", plots.GROUP_COLORS[1]),
+            ("-", plots.EMPTY_COLOR),
+        )
+    }
+    expected = [["A", "A", "A"], ["A", "B", "A"], ["-", "A", "-"]]
+    for r, row in enumerate(expected):
+        for c, key in enumerate(row):
+            assert tuple(rgb[r, c]) == pytest.approx(colour[key])
+    assert [t.get_text() for t in ax.texts] == ["A", "A", "A", "A", "B", "A", "A"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == [
+        "pinned  mlp",
+        "other  mlp",
+        "other  cnn",
+    ]
+    assert len(ax.lines) == 1  # one rule between the two settings
+    with pytest.raises(UsageError, match=r"machines missing from columns: \['cpu3'\]"):
+        plots.agreement_grid(rows, columns=["cpu1", "cpu2"])
+
+
+def test_equality_grid_true_false_and_missing_cells():
+    fig = plots.equality_grid({"seed a": {"x": True, "y": False}, "seed b": {"y": True}})
+    ax = fig.axes[0]
+    rgb = ax.images[0].get_array()
+    assert tuple(rgb[0, 0]) == pytest.approx(to_rgb(plots.GROUP_COLORS[0]))
+    assert tuple(rgb[0, 1]) == pytest.approx(to_rgb(plots.GROUP_COLORS[1]))
+    assert tuple(rgb[1, 0]) == pytest.approx(to_rgb(plots.EMPTY_COLOR))
+    assert [t.get_text() for t in ax.texts] == ["same", "different", "same"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["x", "y"]
+
+
+def test_error_vs_epsilon_log_log_panels_and_marks():
+    panels = {
+        "float64": {"W": {1e-2: 1e-4, 1e-5: 1e-10, 1e-8: 1e-7}},
+        "float32": {"W": {1e-2: 1e-3, 1e-5: 0.1, 1e-8: 1.0}},
+    }
+    fig = plots.error_vs_epsilon(panels, marks={"kink": 1e-4})
+    _check(fig, 2)
+    for ax, name in zip(fig.axes, panels, strict=True):
+        assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+        assert ax.get_title() == name
+        assert list(ax.lines[0].get_xdata()) == [1e-8, 1e-5, 1e-2]  # sorted by the step
+        assert len(ax.lines) == 2  # the curve and the mark
+    assert list(fig.axes[0].lines[0].get_ydata()) == [1e-7, 1e-10, 1e-4]
+    assert [t.get_text() for t in fig.axes[0].texts] == ["kink"]  # named once
+    assert len(fig.axes[1].texts) == 0
+
+
+def test_mask_grid_one_panel_per_replica_dark_where_dropped():
+    kept = np.array([[True, False], [False, True]])
+    fig = plots.mask_grid({"step 1": [kept, kept], "seeded": [kept, ~kept]})
+    assert len(fig.axes) == 4
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["replica 0", "replica 1"]
+    image = fig.axes[3].images[0]
+    assert np.array_equal(image.get_array(), ~kept)
+    rgba = image.to_rgba(image.get_array())
+    assert rgba[0, 0, 0] < rgba[0, 1, 0]  # the dropped unit darker than the kept one
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == ["kept", "dropped"]
+
+
+def test_sum_orders_one_box_per_part_and_the_results_written():
+    fig = plots.sum_orders(
+        {"1 replica": ([100], np.float32(0.25)), "2 replicas": ([50, 50], "other bits")}
+    )
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.texts]
+    assert len(ax.patches) == 3
+    assert "Σ images 1–100" in texts and "Σ images 51–100" in texts
+    assert texts.count("+") == 1  # only the split sum adds its parts
+    assert "0.25" in texts and "other bits" in texts
+
+
+def test_spread_by_group_separate_panels_share_one_height():
+    fig = plots.spread_by_group({"a": [1.0, 1.2], "b": [90.0, 90.8]}, separate=True)
+    assert len(fig.axes) == 2
+    low, high = fig.axes[0].get_ylim()
+    low_b, high_b = fig.axes[1].get_ylim()
+    assert high - low == pytest.approx(high_b - low_b)
+    assert low_b < 90.0 and high_b > 90.8 and high < 90.0
+
+
+def test_retina_inline_needs_a_kernel():
+    assert plots.retina_inline() is False  # pytest runs outside IPython: nothing to change
+
+
+def test_retina_inline_in_a_shell_doubles_the_pixels_and_keeps_the_width():
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    try:
+        assert plots.retina_inline() is True
+        fig = plots.loss_curves({"a": [1, 2]})
+        data, metadata = shell.display_formatter.format(fig)
+        assert set(metadata["image/png"]) == {"width"}  # no fixed height: narrow pages scale it
+        width = metadata["image/png"]["width"]
+        assert 0.9 * fig.get_figwidth() * fig.dpi < width <= fig.get_figwidth() * fig.dpi
+        png = base64.b64decode(data["image/png"])
+        assert int.from_bytes(png[16:20], "big") in (2 * width, 2 * width + 1)
+        assert data["text/plain"] == "<Figure size 700x360 with 1 Axes>"  # what the gate compares
+    finally:
+        InteractiveShell.clear_instance()

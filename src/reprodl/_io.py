@@ -67,6 +67,9 @@ def read_json(path: str | os.PathLike[str], error: type[ReprodlError] = RecordEr
         end = text.rstrip()  # a record ends with "}": a file that does not was cut short
         cut = exc.pos >= len(end) or not end.endswith(("}", "]"))
         hint = "the file ends too early (truncated?)" if cut else f"line {exc.lineno}"
-        raise error(f"{where}: not valid JSON, {hint}: {exc.msg}") from None
+        # The decoder's message without its dangling "... at" (its position followed it): the
+        # hint says where ("Unterminated string starting at" -> "Unterminated string").
+        msg = exc.msg.removesuffix(" at").removesuffix(" starting")
+        raise error(f"{where}: not valid JSON, {hint}: {msg}") from None
     except ValueError as exc:
         raise error(f"{where}: not valid JSON: {exc}") from None

@@ -75,6 +75,8 @@ __all__ = [
 #: The environment when this module was first imported. :mod:`reprodl.cli` imports it before
 #: :mod:`reprodl.runtime` pins the process, so there it is the caller's (see
 #: :func:`caller_environment`). This module imports nothing that pins at import time.
+#:
+#: :meta hide-value:
 STARTUP_ENV: dict[str, str] = dict(os.environ)
 
 #: What ``--vary`` can change, one extra run each.

@@ -9,7 +9,9 @@ a run record (:mod:`reprodl.records`), with ``--checkpoint-every K`` checkpoints
 (:mod:`reprodl.distributed`); the global batch is split evenly, and the record's ``meta.run``
 says how (such records can be compared, not replayed).
 
-``compare A B`` and ``bisect A B`` print a divergence report (:mod:`reprodl.divergence`).
+``compare A B`` and ``bisect A B`` print a divergence report (:mod:`reprodl.divergence`);
+``compare A B --plot FILE.png`` also writes a map of where the runs differ
+(:func:`reprodl.divergence.plot_map`).
 
 ``crosscheck`` runs a battery of short trainings natively and on emulated CPUs and says, per
 setting of the pins, which CPUs give the same bits (:mod:`reprodl.crosscheck`); exit status 1 when
@@ -329,6 +331,20 @@ def _add_record_pair_parsers(sub: _Subparsers) -> None:
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("run_a", metavar="RUN_A", help="run record (JSON)")
         p.add_argument("run_b", metavar="RUN_B", help="run record (JSON)")
+        if name == "compare":
+            p.add_argument(
+                "--plot",
+                metavar="FILE.png",
+                type=_png_path,
+                help="also write a map of where the runs differ (variable x recorded step) as PNG",
+            )
+
+
+def _png_path(text: str) -> Path:
+    """A file name ending in ``.png`` (``compare --plot``)."""
+    if Path(text).suffix.lower() != ".png" or not Path(text).stem:
+        raise argparse.ArgumentTypeError(f"expected a file name ending in .png, got {text!r}")
+    return Path(text)
 
 
 def _add_decompose_parser(sub: _Subparsers) -> None:
@@ -873,7 +889,11 @@ def _compare(args: argparse.Namespace) -> int:
     from reprodl import divergence
 
     result = divergence.compare(args.run_a, args.run_b)
+    if args.plot:
+        divergence.write_map(result.a, result.b, args.plot)
     print(result)
+    if args.plot:
+        print(f"map {args.plot}")
     return 0 if result.identical else 1
 
 

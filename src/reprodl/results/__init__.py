@@ -15,6 +15,8 @@ from reprodl._io import read_json
 from reprodl.errors import RecordError
 
 #: The folder of the records (inside the installed package).
+#:
+#: :meta hide-value:
 FOLDER = Path(__file__).resolve().parent
 
 
