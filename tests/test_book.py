@@ -671,7 +671,7 @@ def test_the_intro_gives_each_chapters_reading_time_from_the_record(book: Path) 
         link = row.select_one('a[href*="chapters/"]')
         if link is not None:
             shown[Path(link["href"].split("#")[0]).stem] = row.get_text(" ", strip=True)
-    assert len(shown) == len(chapters), sorted(shown)
+    assert {Path(name).stem for name in chapters} <= set(shown), sorted(shown)
     for name, entry in chapters.items():
         assert f"about {entry['minutes']} min" in shown[Path(name).stem], name
     assert "{{" not in (book / "intro.html").read_text(encoding="utf-8")
@@ -688,7 +688,8 @@ def test_every_figure_is_numbered_with_a_caption_and_alt_text(book: Path) -> Non
             alt = (img.get("alt") or "").strip()
             caption = figure.select_one("figcaption") if figure else None
             number = caption.select_one(".caption-number") if caption else None
-            if not (caption and number and alt and "/" not in alt and not alt.endswith(".png")):
+            a_path = alt.endswith((".png", ".svg")) or "_images/" in alt or alt == img.get("src")
+            if not (caption and number and alt and not a_path):
                 bare.append(f"{docname}: {img.get('src')}")
     assert not bare, f"figures without a number, caption or alt text: {bare}"
 
