@@ -16,6 +16,7 @@ import argparse
 import collections
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -119,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tf-log", type=Path, help="with --from-junit: the probe's log")
     parser.add_argument("--wall", type=float, help="with --from-junit: the run's wall seconds")
     parser.add_argument("--command", nargs="*", default=None, help="with --from-junit: its command")
+    parser.add_argument("--keep", type=Path, help="keep the JUnit XML and probe log here")
     parser.add_argument("pytest_args", nargs="*", help="after --: pytest's arguments")
     args = parser.parse_args(argv)
     if args.from_junit:
@@ -138,6 +140,11 @@ def main(argv: list[str] | None = None) -> int:
             wall = time.perf_counter() - start
             shown = ["python", "-m", "pytest", *args.pytest_args]
             record = summarise(read_junit(junit), read_tf_log(log), wall, shown)
+            if args.keep:
+                args.keep.mkdir(parents=True, exist_ok=True)
+                for path in (junit, log):
+                    if path.is_file():
+                        shutil.copy2(path, args.keep / path.name)
         record["pytest_exit_status"] = status
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = args.out.with_suffix(".tmp")

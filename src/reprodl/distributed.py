@@ -272,7 +272,7 @@ def _step_function(strategy: Any, model: Any, optimizer: Any, global_batch: int)
         optimizer.apply_gradients(zip(grads, variables, strict=True))
         return loss
 
-    @tf.function
+    @tf.function(autograph=False)
     def step(batch: Any) -> Any:
         per_replica = strategy.run(replica_step, args=batch)
         return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
@@ -449,7 +449,7 @@ def _count_correct(model: Any, test: Split) -> Evaluation:
 
     tf = _tf()
 
-    @tf.function
+    @tf.function(autograph=False)
     def predict(x: Any) -> Any:
         return tf.argmax(model(x, training=False), axis=1, output_type=tf.int64)
 

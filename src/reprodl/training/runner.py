@@ -151,7 +151,7 @@ class SeedRunner:
         net = self.model
         step = compiled_step(self.model, self.optimizer, train, self.batch_size)
 
-        @tf.function(input_signature=[tf.TensorSpec([None, 28, 28], tf.float32)])
+        @tf.function(input_signature=[tf.TensorSpec([None, 28, 28], tf.float32)], autograph=False)
         def predict(x):
             return tf.argmax(net(x, training=False), axis=1, output_type=tf.int64)
 
