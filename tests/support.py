@@ -126,9 +126,14 @@ def execute_notebook(path: Path) -> None:
 
 
 def run_python(
-    *args: str, env: dict[str, str] | None = None, unset: tuple[str, ...] = (), timeout: float = 600
+    *args: str,
+    env: dict[str, str] | None = None,
+    unset: tuple[str, ...] = (),
+    timeout: float = 600,
+    cwd: str | os.PathLike[str] = ROOT,
 ) -> subprocess.CompletedProcess[str]:
-    """Run ``python ARGS`` in a fresh process: this environment, plus ``env``, minus ``unset``."""
+    """Run ``python ARGS`` in a fresh process (in ``cwd``, default the checkout): this
+    environment, plus ``env``, minus ``unset``."""
     full_env = {**os.environ, **(env or {})}
     for name in unset:
         full_env.pop(name, None)
@@ -138,5 +143,5 @@ def run_python(
         capture_output=True,
         text=True,
         timeout=timeout,
-        cwd=ROOT,
+        cwd=cwd,
     )

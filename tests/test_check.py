@@ -9,6 +9,7 @@ the slow one runs a real Keras training with :class:`reprodl.keras.RecordRun`.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import sys
@@ -336,11 +337,55 @@ def test_the_output_path_is_substituted_wherever_the_command_names_it(command, e
     assert check._with_output(command, "m.txt", "/r/1-m.txt") == expected
 
 
-def test_an_output_the_command_does_not_name_is_a_usage_error(env):
-    with pytest.raises(UsageError, match=r"^--output m.txt: the command does not name m.txt "):
-        _check("steady", "--output", "other.txt", env=env, output="m.txt")
-    with pytest.raises(UsageError):  # a prefix or a similar name is not the file
-        _check("steady", "--output", "m.txt.bak", env=env, output="m.txt")
+@pytest.mark.parametrize("command", [["p", "--output", "m.txt.bak"], ["p", "--out=x/m.txt"], ["p"]])
+def test_a_command_that_does_not_name_the_output_is_left_as_it_is(command):
+    assert check._with_output(command, "m.txt", "/r/1-m.txt") is None  # a fixed name
+
+
+def _writes(text: str, status: int = 0) -> list[str]:
+    """A command that writes ``text`` to ``m.txt`` in its working directory, a fixed name that
+    its arguments do not give (``{entropy}`` in ``text``: 8 random hex digits)."""
+    code = "import os, sys; "
+    code += f"open('m.txt', 'w').write({text!r}.format(entropy=os.urandom(4).hex())); "
+    return [sys.executable, "-c", code + f"sys.exit({status})"]
+
+
+def test_a_fixed_output_name_is_collected_run_by_run_and_a_file_there_is_kept(
+    env, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.txt").write_text("the user's own file\n")
+    result = check.run(_writes("loss 0.5\n"), env=env, output="m.txt", keep=tmp_path / "k")
+    assert result.identical and result.lines()[0].startswith("identical: 2 runs (2 plain), ")
+    assert (tmp_path / "k" / "run-1-m.txt").read_text() == "loss 0.5\n"
+    assert (tmp_path / "k" / "run-2-m.txt").read_text() == "loss 0.5\n"
+    assert (tmp_path / "m.txt").read_text() == "the user's own file\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k", "m.txt"]
+    differ = check.run(_writes("fingerprint {entropy}\n"), env=env, output="m.txt")
+    assert differ.lines()[0] == "diverged: run 2 (plain) differs from run 1 at line 1 of m.txt"
+    assert (tmp_path / "m.txt").read_text() == "the user's own file\n"
+
+
+def test_a_failed_run_with_a_fixed_output_name_leaves_the_users_file(env, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "m.txt").write_text("mine\n")
+    with pytest.raises(SubprocessError, match=r"run 1/2 \(plain\) failed with exit status 3"):
+        check.run(_writes("half\n", status=3), env=env, output="m.txt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.txt"]
+    assert (tmp_path / "m.txt").read_text() == "mine\n"
+    with pytest.raises(SubprocessError, match="wrote neither a run record nor m.txt"):
+        check.run([sys.executable, "-c", "pass"], env=env, output="m.txt")
+    assert (tmp_path / "m.txt").read_text() == "mine\n"
+
+
+def test_a_file_set_aside_by_a_stopped_check_is_never_overwritten(env, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    aside = tmp_path / f"m.txt{check.SET_ASIDE}"
+    aside.write_text("from a check that was killed\n")
+    with pytest.raises(UsageError, match="an earlier check set m.txt aside there"):
+        check.run(_writes("x\n"), env=env, output="m.txt")
+    assert aside.read_text() == "from a check that was killed\n"
+    assert not (tmp_path / "m.txt").exists()
 
 
 # --- runs that cannot be checked ----------------------------------------------------------------
@@ -708,6 +753,27 @@ def test_a_keras_script_with_unseeded_dropout_diverges_and_the_fixed_one_does_no
         r"identical: 3 runs \(2 plain, hash-seed\), 8 steps, fingerprint [0-9a-f]{16}",
         fixed.stdout.splitlines()[0],
     )
+
+
+@pytest.mark.slow
+def test_a_script_written_as_keras_examples_are_checked_by_its_fixed_output(tmp_path):
+    """keras.io's style: a Sequential without keras.Input, fit on arrays, history.json written
+    under its fixed name; with RecordRun the lazily built model is recorded from step 0."""
+    pytest.importorskip("reprodl.keras")
+    script = str(SCRIPTS / "keras_example.py")
+    args = ["-m", "reprodl", "check", "--output", "history.json", "--keep", str(tmp_path / "k")]
+    plain = run_python(*args, "--", sys.executable, script, cwd=tmp_path)
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    assert plain.stdout.startswith("identical: 2 runs (2 plain), output history.json (")
+    history = json.loads((tmp_path / "k" / "run-1-history.json").read_text())
+    assert set(history) == {"accuracy", "loss", "val_accuracy", "val_loss"}
+    assert not (tmp_path / "history.json").exists()
+    recorded = run_python(*args, "--", sys.executable, script, "--record", cwd=tmp_path)
+    assert recorded.returncode == 0, recorded.stdout + recorded.stderr
+    assert re.match(r"identical: 2 runs \(2 plain\), 15 steps, fingerprint ", recorded.stdout)
+    record = records.load(tmp_path / "k" / "run-1.json")
+    assert record.steps == 15 and sorted(record.digests)[:2] == [0, 10]
+    assert any(name.endswith("conv2d/kernel") for name in record.variable_names)
 
 
 def test_record_once_returns_the_one_run_and_keeps_it(env, tmp_path):

@@ -388,14 +388,50 @@ def test_keras_and_loop_records_are_not_compared(xy, tmp_path):
 # --- what the recorder refuses --------------------------------------------------------------------
 
 
-def test_steps_per_execution_and_unbuilt_models_are_refused(xy, tmp_path):
+def test_steps_per_execution_other_than_one_is_refused(xy, tmp_path):
     model = compiled(build("softmax"), steps_per_execution=2)
     with pytest.raises(UsageError, match="RecordRun needs steps_per_execution=1"):
         fit(model, *xy, [RecordRun(tmp_path / "r.json")], steps=2)
-    lazy = compiled(keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(10)]))
-    with pytest.raises(UsageError, match="is not built: RecordRun digests the state before"):
-        fit(lazy, *xy, [RecordRun(tmp_path / "r.json")], steps=2)
     assert not (tmp_path / "r.json").exists()
+
+
+def _sequential(built: bool) -> keras.Model:
+    """A small CNN as published Keras examples write it; ``built=False``: no keras.Input, so
+    ``fit`` builds it from the first batch (named layers: one process makes both)."""
+    keras.utils.set_random_seed(7)
+    first = [keras.Input((28, 28))] if built else []
+    return keras.Sequential(
+        [
+            *first,
+            keras.layers.Reshape((28, 28, 1), name="image"),
+            keras.layers.Conv2D(4, 3, activation="relu", name="conv"),
+            keras.layers.Flatten(name="flatten"),
+            keras.layers.Dropout(0.3, name="dropout"),
+            keras.layers.Dense(10, name="logits"),
+        ],
+        name="example",
+    )
+
+
+def test_a_model_that_fit_builds_is_recorded_from_its_initial_state(xy, tmp_path):
+    built = compiled(_sequential(built=True))
+    initial = training.state_digests(built)
+    lazy = compiled(_sequential(built=False))
+    assert not lazy.built
+    recs = {}
+    for name, model in (("built", built), ("lazy", lazy)):
+        recs[name] = RecordRun(tmp_path / f"{name}.json", every=2)
+        fit(model, *xy, [recs[name]], steps=4)
+    lazy_record = records.load(tmp_path / "lazy.json")
+    assert lazy_record.steps == 4 and sorted(lazy_record.digests) == [0, 2, 4]
+    # step 0 is the state before the first update: the same initial weights as the built model
+    assert {k: v for k, v in lazy_record.digests[0].items() if k in initial} == initial
+    assert lazy_record.variable_names == recs["built"].record.variable_names
+    result = divergence.compare(tmp_path / "built.json", tmp_path / "lazy.json")
+    assert result.identical, str(result)
+    plain = compiled(_sequential(built=False))  # no recorder: the same bits
+    fit(plain, *xy, steps=4)
+    assert lazy_record.final_digest == fingerprint.weights_digest(plain)
 
 
 # --- interruptions --------------------------------------------------------------------------------

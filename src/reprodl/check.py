@@ -22,8 +22,11 @@ overrides the change, and the extra run then agrees with the plain ones: that is
 shows that the command is robust to it.
 
 Run 1 is compared with every other run: record against record (:func:`reprodl.divergence.
-compare`) or, for a command without the callback, the file it writes (``--output FILE``, named in
-its arguments; each run gets a path of its own there) byte for byte. The verdict
+compare`) or, for a command without the callback, the file it writes (``--output FILE``) byte for
+byte: where the command names FILE in its arguments, each run gets a path of its own there;
+where it writes FILE under a fixed name (as many scripts do), each run's FILE is moved into the
+check's folder after the run, and a FILE that was there before is set aside for the check
+(``FILE.reprodl-check-set-aside``) and put back at the end. The verdict
 (:meth:`CheckResult.lines`, the same text for the same runs) is ``identical`` or ``diverged``
 with the first difference and its likely cause: plain runs that differ mean nondeterminism inside
 the command (at step 0 the initial weights, or a random generator's seed; later the data order,
@@ -33,7 +36,7 @@ result depends on what was changed.
 A run that fails, outlives ``timeout`` (its whole process group is stopped) or writes nothing
 usable raises :class:`~reprodl.errors.SubprocessError` (:class:`~reprodl.errors.RecordError` for
 an unreadable record) naming the run and quoting the end of its stderr; a command that is not
-found or an ``--output`` the command does not name, :class:`~reprodl.errors.UsageError`.
+found, :class:`~reprodl.errors.UsageError`.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -297,9 +300,9 @@ def _require_program(program: str, env: Mapping[str, str]) -> None:
         raise UsageError(f"command not found: {program}")
 
 
-def _with_output(command: Sequence[str], output: str, path: str) -> list[str]:
+def _with_output(command: Sequence[str], output: str, path: str) -> list[str] | None:
     """``command`` with ``output`` replaced by ``path`` wherever an argument names it (``FILE``,
-    or ``--option=FILE``); :class:`UsageError` if none does."""
+    or ``--option=FILE``); None if none does (the command writes it under a fixed name)."""
     new, found = [command[0]], False
     for arg in command[1:]:
         if arg == output:
@@ -310,12 +313,36 @@ def _with_output(command: Sequence[str], output: str, path: str) -> list[str]:
             new.append(arg)
             continue
         found = True
-    if not found:
+    return new if found else None
+
+
+#: The suffix of a file that a fixed-name output would overwrite, set aside during a check.
+SET_ASIDE = ".reprodl-check-set-aside"
+
+
+@contextlib.contextmanager
+def _fixed_output(output: str | None, command: Sequence[str]) -> Iterator[Path | None]:
+    """For an ``output`` the command writes under its fixed name (it does not name it): that
+    path, with a file already there set aside next to it for the check and put back at the end
+    (a run's file left there by a failed run is removed); None when there is nothing to do."""
+    if output is None or _with_output(command, output, output) is not None:
+        yield None
+        return
+    path = Path(output).absolute()
+    aside = path.with_name(path.name + SET_ASIDE)
+    if aside.exists():
         raise UsageError(
-            f"--output {output}: the command does not name {output} (as --output {output}, "
-            f"--output={output} or an argument {output}), so the runs cannot each get their own"
+            f"{aside} exists: an earlier check set {output} aside there and was stopped before "
+            "it could put it back; move it back (or remove it) first"
         )
-    return new
+    if path.exists():
+        path.rename(aside)
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+        if aside.exists():
+            aside.rename(path)
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
@@ -379,6 +406,7 @@ def _run_once(
     output: str | None,
     timeout: float,
     kept: bool,
+    fixed: Path | None = None,
 ) -> tuple[Run, bool, bool]:
     """Run the command once (run ``index`` of ``plan``, counting from 1); the finished run and
     whether it wrote a record and the output file. Raises on a failure, a timeout, a bad record."""
@@ -391,14 +419,16 @@ def _run_once(
     out_path = None
     if output is not None:
         out_path = folder / f"run-{index}-{Path(output).name}"
-        argv = _with_output(command, output, str(out_path))
-    for stale in (record_path, out_path):  # a kept folder's file from before is no evidence
+        argv = _with_output(command, output, str(out_path)) or argv
+    for stale in (record_path, out_path, fixed):  # a file from before is no evidence
         if stale is not None:
             stale.unlink(missing_ok=True)
     logs = folder / f"run-{index}.log"
     start = time.monotonic()
     status = _execute(argv, env, logs, timeout)
     run.seconds = time.monotonic() - start
+    if fixed is not None and out_path is not None and fixed.is_file():
+        shutil.move(fixed, out_path)  # the next run writes the fixed name again
     where = f" (all of it: {logs.with_suffix('.stderr')})" if kept else ""
     if status is None:
         raise SubprocessError(
@@ -728,8 +758,6 @@ def run(
     if every is not None:
         base[EVERY_VARIABLE] = str(every)
     _require_program(command[0], base)
-    if output is not None:
-        _with_output(command, output, output)  # the usage error before any run
     plan, notes = [Variation()] * runs, []
     for name in dict.fromkeys(vary):
         extra = variation(name, base)
@@ -743,24 +771,8 @@ def run(
     else:
         folder = Path(tempfile.mkdtemp(prefix="reprodl-check-"))
     try:
-        done: list[Run] = []
-        for index in range(1, len(plan) + 1):
-            run_, record, out = _run_once(
-                plan,
-                index,
-                command=command,
-                base=base,
-                folder=folder,
-                output=output,
-                timeout=timeout,
-                kept=keep is not None,
-            )
-            if progress is not None:
-                progress(f"{run_.name}: {run_.seconds:.1f} s")
-            problem = _missing(run_, output, record, out, done[0] if done else run_)
-            if problem:
-                raise SubprocessError(problem)
-            done.append(run_)
+        with _fixed_output(output, command) as fixed:
+            done = _run_all(plan, command, base, folder, output, timeout, keep, fixed, progress)
         outcomes = [_compare(done[0], r, output) for r in done[1:]]
     finally:
         if keep is None:
@@ -773,6 +785,40 @@ def run(
         output=output,
         hash_seed_unset=base.get(_HASH_SEED) in (None, "random"),
     )
+
+
+def _run_all(
+    plan: Sequence[Variation],
+    command: Sequence[str],
+    base: Mapping[str, str],
+    folder: Path,
+    output: str | None,
+    timeout: float,
+    keep: str | os.PathLike[str] | None,
+    fixed: Path | None,
+    progress: Callable[[str], None] | None,
+) -> list[Run]:
+    """Every run of ``plan``, one after another; raises for the first that fails."""
+    done: list[Run] = []
+    for index in range(1, len(plan) + 1):
+        run_, record, out = _run_once(
+            plan,
+            index,
+            command=command,
+            base=base,
+            folder=folder,
+            output=output,
+            timeout=timeout,
+            kept=keep is not None,
+            fixed=fixed,
+        )
+        if progress is not None:
+            progress(f"{run_.name}: {run_.seconds:.1f} s")
+        problem = _missing(run_, output, record, out, done[0] if done else run_)
+        if problem:
+            raise SubprocessError(problem)
+        done.append(run_)
+    return done
 
 
 def record_once(

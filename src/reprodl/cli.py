@@ -446,9 +446,11 @@ overrides the change, and that run is then reported identical: which is the poin
 that the command is robust to it.
 
 Run 1 is compared with every other run, step by step and variable by variable (as 'compare'
-does), or, for a command without the callback, the file it writes: --output FILE, which must
-appear in the command's arguments (--output FILE, --output=FILE or FILE); each run gets a path of
-its own there, and the files are compared byte for byte. The verdict on stdout: 'identical: ...'
+does), or, for a command without the callback, the file it writes: --output FILE. Where FILE
+appears in the command's arguments (--output FILE, --output=FILE or FILE), each run gets a path
+of its own there; where the command writes FILE under a fixed name, each run's FILE is moved
+aside after the run (a FILE there before is set aside as FILE.reprodl-check-set-aside and put
+back at the end). The files are compared byte for byte. The verdict on stdout: 'identical: ...'
 or 'diverged: run K (...) differs from run 1 at step S, variable V', one line per run, the
 likely cause (plain runs that differ: a seed not fixed, an unseeded data order, a
 nondeterministic op; a perturbed run alone: the result depends on what it changed, pin it) and
@@ -460,7 +462,7 @@ example:
 exit status:
   0  every run is identical to run 1
   1  the runs diverge
-  2  usage error (no command, a command not found, --output not in the command); a run that
+  2  usage error (no command, a command not found); a run that
      failed, ran past --timeout (its whole process group is stopped) or wrote no record or
      output, or a record that cannot be read; the error names the run and quotes its stderr"""
 
@@ -508,8 +510,8 @@ def _add_check_parser(sub: _Subparsers) -> None:
     ck.add_argument(
         "--output",
         metavar="FILE",
-        help="compare the file the command writes, named FILE in its arguments (for a command "
-        "without reprodl.keras.RecordRun)",
+        help="compare the file the command writes, named FILE in its arguments or under that "
+        "fixed name (for a command without reprodl.keras.RecordRun)",
     )
     ck.add_argument(
         "--timeout",

@@ -60,11 +60,19 @@ its step, hence :data:`DEFAULT_EVERY` (``benchmarks/recorder_overhead.py`` measu
 what is recorded (``meta.settings``: the environment variables of TensorFlow, oneDNN, OpenMP and
 the BLAS, the hash seed, thread counts, op determinism) is read, never set.
 
+**A model that ``fit`` builds.** Much published Keras code builds a ``Sequential`` without
+``keras.Input``; Keras 3.15's ``fit`` (TensorFlow backend, no strategy) then builds it from the
+first batch while it traces the first step, after every callback's ``on_train_begin``. The
+loss hook (below) then digests step 0 when that trace reaches ``compute_loss``: every layer is
+built by then and nothing is updated yet, so the record is the one a model built beforehand
+gives. (A training step that does not call ``compute_loss`` on a model ``fit`` builds is refused
+after its first step: build such a model before ``fit``.)
+
 Limits: TensorFlow backend only; ``steps_per_execution`` must be 1 (Keras calls back once per
-execution); the model must be built when ``fit`` starts (its variables exist); changes made to
-the state between ``fit`` calls are not recorded. A model or layer left unnamed takes its Keras
-name from a process-wide counter (``dense_3``): the same script gives the same names in each fresh
-process, but to compare two runs made in one process, name them.
+execution); changes made to the state between ``fit`` calls are not recorded. A model or layer
+left unnamed takes its Keras name from a process-wide counter (``dense_3``): the same script
+gives the same names in each fresh process, but to compare two runs made in one process, name
+them.
 """
 
 from __future__ import annotations
@@ -78,6 +86,7 @@ import signal
 import sys
 import threading
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -226,6 +235,36 @@ def _state(model: Any) -> list[tuple[dict[str, Any], Any]]:
     return out
 
 
+def _unbuilt_layers(model: Any) -> list[Any]:
+    """``model`` and every layer inside it (nested models too) that is not built yet."""
+    found, todo, seen = [], [model], set()
+    while todo:
+        layer = todo.pop()
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        if not layer.built:
+            found.append(layer)
+        todo.extend(getattr(layer, "layers", []))
+    return found
+
+
+def _build_outside_traces(layer: Any) -> None:
+    """Make ``layer``'s next ``build`` run eagerly (``tf.init_scope``), once: its variables then
+    hold their initial values as soon as they exist, even when a traced step builds it."""
+    import tensorflow as tf
+
+    original = layer.build
+
+    @functools.wraps(original)
+    def build(*args: Any, **kwargs: Any) -> Any:
+        layer.build = original
+        with tf.init_scope():
+            return original(*args, **kwargs)
+
+    layer.build = build
+
+
 class _LossHook:
     """Makes a model's traced training step store its loss (wraps ``compute_loss``, once)."""
 
@@ -235,8 +274,11 @@ class _LossHook:
         with tf.init_scope():
             self.loss = tf.Variable(np.float32(np.nan), trainable=False, name="reprodl_step_loss")
             self.calls = tf.Variable(np.int64(0), trainable=False, name="reprodl_step_calls")
+        #: Called (eagerly) when a training step is traced, at its loss: the model is built.
+        self.at_first_step: list[Callable[[], None]] = []
         original = model.compute_loss
         loss_var, calls_var = self.loss, self.calls
+        hook = self
 
         @functools.wraps(original)
         def compute_loss(*args: Any, **kwargs: Any) -> Any:
@@ -246,6 +288,10 @@ class _LossHook:
                 and tf.is_tensor(loss)
                 and kwargs.get("training", True) is not False
             ):
+                waiting, hook.at_first_step = hook.at_first_step, []
+                with tf.init_scope():  # the variables' values now, before the first update
+                    for call in waiting:
+                        call()
                 loss_var.assign(tf.cast(loss, tf.float32))
                 calls_var.assign_add(1)
             return loss
@@ -386,7 +432,11 @@ class RecordRun:
             model = self.model
             self._check_model(model)
             if self._model_ref is None:
-                self._start(model)
+                self._install_hook(model)
+                if model.built and model.variables:
+                    self._snapshot(model)
+                else:  # fit builds it from the first batch, while it traces the first step
+                    self._snapshot_at_first_step(model)
             else:
                 self._continue(model)
             self._applied0 = (_iterations(model), self.steps)
@@ -401,6 +451,14 @@ class RecordRun:
         if not self.active or not self._in_fit:
             return
         with self._guard():
+            if self._model_ref is None:
+                self._end_fit()
+                raise UsageError(
+                    f"model {self.model.name!r} was built by fit's first step, whose training "
+                    "step does not call compute_loss, so RecordRun could not digest the state "
+                    "before the first update: build the model before fit (keras.Input, or "
+                    "model.build(input_shape))"
+                )
             if self._ahead:  # a signal handler that let fit go on recorded this step already
                 self._ahead = False
                 return
@@ -441,20 +499,39 @@ class RecordRun:
                 f"RecordRun needs steps_per_execution=1 (this model was compiled with {spe}): "
                 "Keras calls back once per execution, so the steps in between cannot be recorded"
             )
-        if not model.built or not model.variables:
-            raise UsageError(
-                f"model {model.name!r} is not built: RecordRun digests the state before the first "
-                "step, so build it before fit (keras.Input, or model.build(input_shape))"
-            )
 
-    def _start(self, model: Any) -> None:
-        """The first fit: fix the variables, install the loss hook, digest step 0."""
+    def _install_hook(self, model: Any) -> None:
+        """The first fit, before its step is traced: make the step store its own loss."""
+        self._hook = _loss_hook(model)
+        self._hook_calls = self._hook.read()[0] if self._hook else 0
+
+    def _snapshot_at_first_step(self, model: Any) -> None:
+        """Digest step 0 once ``fit`` has built ``model``. A ``Sequential`` without
+        ``keras.Input`` is built from the first batch while the first step is traced; variables
+        made inside that trace would get their values only when the step runs, together with its
+        update. So each layer not yet built builds outside the trace (``tf.init_scope``: its
+        variables get their initial values at once, as a model built before ``fit`` has them),
+        and the loss hook runs :meth:`_snapshot` when the trace reaches ``compute_loss``: every
+        layer is built by then and nothing is updated yet."""
+        if self._hook is None:
+            return  # no hook (several replicas): on_train_batch_end refuses the record
+        for layer in _unbuilt_layers(model):
+            _build_outside_traces(layer)
+        recorder, model_ref = weakref.ref(self), weakref.ref(model)
+
+        def snapshot() -> None:
+            rec, net = recorder(), model_ref()
+            if rec is not None and net is not None and rec._in_fit and rec._model_ref is None:
+                rec._snapshot(net)
+
+        self._hook.at_first_step.append(snapshot)
+
+    def _snapshot(self, model: Any) -> None:
+        """The first fit: fix the variables and digest step 0."""
         optimizer = model.optimizer
         if not optimizer.built:  # as Keras does under a strategy; else it would in the first step
             optimizer.build(model.trainable_variables)
         self._vars = _state(model)
-        self._hook = _loss_hook(model)
-        self._hook_calls = self._hook.read()[0] if self._hook else 0
         self._meta = {
             "model": model.name,
             "command": list(sys.argv),
@@ -567,6 +644,9 @@ class RecordRun:
         """Write the partial record of the fit in progress; the recording ends here. True if
         the record was not cut back (recording could go on if the process does)."""
         if not self._in_fit:
+            return False
+        if self._model_ref is None:  # before the model was built: nothing to vouch for
+            self._end_fit()
             return False
         import tensorflow as tf
 
