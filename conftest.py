@@ -1,7 +1,11 @@
 """Root pytest configuration.
 
 - Every process this test run starts (nbval kernels, CLI runs) inherits the reproducibility pins,
-  the fixed hash seed and the MNIST folder.
+  the fixed hash seed and the MNIST folder: the shared folder's files (``$REPRODL_DATA`` or
+  ``../shared/data/mnist``) beside their uncompressed, verified copies, in
+  ``.pytest_cache/mnist`` (the loader takes the uncompressed file where there is one: each of the
+  suite's ~150 loads then skips about half a second of gunzip; the ``.gz`` files stay there for
+  the example scripts, which read them themselves).
 - The strict nbval gate runs every chapter in the reader's environment (``tests/outside.py``): a
   kernel outside the checkout, with the package installed from a wheel by the chapter's own first
   cell. The stored outputs of the checkout's notebook are what each cell must reproduce.
@@ -13,10 +17,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import gzip
 import json
 import math
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -26,8 +34,44 @@ from reprodl.runtime import REPRODUCIBLE_ENV
 os.environ.update(REPRODUCIBLE_ENV)
 ROOT = Path(__file__).resolve().parent
 _SHARED_MNIST = ROOT.parent / "shared" / "data" / "mnist"
-if not os.environ.get("REPRODL_DATA") and _SHARED_MNIST.is_dir():
-    os.environ["REPRODL_DATA"] = str(_SHARED_MNIST)
+_UNCOMPRESSED = ROOT / ".pytest_cache" / "mnist"
+
+
+def _with_uncompressed(source: Path, target: Path = _UNCOMPRESSED) -> Path:
+    """``target``: links to ``source``'s files and each ``.gz`` uncompressed beside it, verified
+    against the loader's hashes; made once, atomically (two workers may race: one folder wins)."""
+    from reprodl import data
+
+    def complete(folder: Path) -> bool:
+        done = folder / ".complete"
+        return done.is_file() and done.read_text(encoding="utf-8") == str(source.resolve())
+
+    if complete(target):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".mnist-", dir=target.parent))
+    for path in sorted(source.iterdir()):
+        (work / path.name).symlink_to(path.resolve())
+        if path.suffix == ".gz" and path.stem in data.FILES:
+            content = gzip.decompress(path.read_bytes())
+            data.verify(path.stem, content, path)
+            (work / path.stem).write_bytes(content)
+    (work / ".complete").write_text(str(source.resolve()), encoding="utf-8")
+    if target.exists() and not complete(target):  # of another source: never a complete one
+        stale = target.with_name(f".{target.name}-stale-{os.getpid()}")
+        with contextlib.suppress(OSError):
+            target.rename(stale)
+        shutil.rmtree(stale, ignore_errors=True)
+    try:
+        work.rename(target)
+    except OSError:  # another process's copy is in place
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+_MNIST = Path(os.environ.get("REPRODL_DATA") or _SHARED_MNIST)
+if _MNIST.is_dir() and any(_MNIST.glob("*.gz")):
+    os.environ["REPRODL_DATA"] = str(_with_uncompressed(_MNIST))
 
 sys.path.insert(0, str(ROOT / "tests"))
 import outside  # noqa: E402  (tests/outside.py: the reader's environment)

@@ -143,7 +143,9 @@ def parse_idx(content: bytes, origin: str | Path = "<bytes>") -> np.ndarray:
 
 
 def _find_in(folder: Path, name: str) -> Path | None:
-    for candidate in (folder / f"{name}.gz", folder / name):
+    """The file ``name`` in ``folder``: uncompressed if it is there (no gunzip to pay; verified
+    alike), else ``name.gz``."""
+    for candidate in (folder / name, folder / f"{name}.gz"):
         if candidate.is_file():
             return candidate
     return None
