@@ -9,8 +9,12 @@ from reprodl import recipe
 from reprodl.errors import UsageError
 
 
-def test_the_repository_example_is_the_packaged_recipe():
-    assert (ROOT / "examples" / recipe.SCRIPT).read_text() == recipe.source()
+def test_the_repository_example_is_a_link_to_the_packaged_recipe():
+    """One copy: ``examples/`` links to the file the package ships (a copy there would drift)."""
+    example = ROOT / "examples" / recipe.SCRIPT
+    packaged = ROOT / "src" / "reprodl" / "examples" / recipe.SCRIPT
+    assert example.is_symlink(), f"{example} is a copy, not a link to {packaged}"
+    assert example.resolve() == packaged.resolve()
     assert "from reprodl" not in recipe.source() and "import reprodl" not in recipe.source()
 
 

@@ -8,8 +8,32 @@ from reprodl import results
 from reprodl.errors import RecordError
 
 
+def test_every_record_ships_in_the_wheel():
+    """Each file under ``reprodl/results`` matches the package data of ``pyproject.toml`` (a
+    record in a new subfolder would otherwise be missing from the installed package)."""
+    import fnmatch
+    import tomllib
+
+    from support import ROOT
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = config["tool"]["setuptools"]["package-data"]["reprodl.results"]
+    files = [
+        p.relative_to(results.FOLDER).as_posix()
+        for p in results.FOLDER.rglob("*")
+        if p.is_file() and p.suffix != ".py" and "__pycache__" not in p.parts
+    ]
+    assert files
+
+    def shipped(file: str, pattern: str) -> bool:  # a glob as setuptools reads it: '*' stops at /
+        parts, globs = file.split("/"), pattern.split("/")
+        return len(parts) == len(globs) and all(map(fnmatch.fnmatchcase, parts, globs))
+
+    unshipped = [f for f in files if not any(shipped(f, pat) for pat in patterns)]
+    assert not unshipped, f"not in [tool.setuptools.package-data]: {unshipped}"
+
+
 def test_records_load_by_name_from_the_package():
-    assert results.FOLDER.name == "results" and results.FOLDER.parent.name == "reprodl"
     full_run = results.load("cnn_full_run.json")
     assert full_run["command"][:4] == ["python", "-m", "reprodl", "train"]
     assert results.path("cross_cpu").is_dir()
