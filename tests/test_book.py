@@ -30,7 +30,9 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
@@ -503,79 +505,128 @@ def _wait_for_math(page) -> int:
     return count
 
 
-@pytest.mark.browser
-@pytest.mark.parametrize("docname", DOCNAMES + GENERATED)
-def test_page_renders_in_browser(visit: Visit | None, docname: str) -> None:
-    visit = _require(visit)
-    visit.goto(docname)
-    broken = _wait_for_images(visit.page)
-    assert not broken, f"images that did not load: {broken}"
-    math = _wait_for_math(visit.page)
-    if "$" in _markdown_text(docname):
-        assert math > 0, "the source has $math$ but the page shows no typeset formula"
-    visit.page.wait_for_timeout(300)  # late console errors (async scripts)
-    assert not visit.errors, "\n".join(visit.errors)
-    assert not visit.blocked, f"requests to the internet: {visit.blocked}"
+@dataclass
+class Loaded:
+    """What one visit of a page at 1280 px found: every browser test of that width reads it, so
+    each page loads once (a page load costs 1 to 4 s of CPU here)."""
+
+    url: str = ""
+    broken: list[str] = field(default_factory=list)
+    math: int = 0
+    errors: list[str] = field(default_factory=list)
+    blocked: list[str] = field(default_factory=list)
+    heading: str = ""
+    links: dict[str, tuple[str, str] | None] = field(default_factory=dict)
+    hrefs: list[str] = field(default_factory=list)
+    downloads: list[str] = field(default_factory=list)
+    failure: str | None = None  # an exception while loading: the page's tests report it
 
 
-def _links(visit: Visit, docname: str) -> dict[str, tuple[str, str] | None]:
-    """Load ``docname``; return its heading and its previous and next links (page, title)."""
-    visit.goto(docname)
-    found: dict[str, tuple[str, str] | None] = {
-        "heading": (docname, visit.page.locator("main h1").first.inner_text().rstrip("#¶ \n"))
-    }
-    for name, selector in (("previous", "a.left-prev"), ("next", "a.right-next")):
-        link = visit.page.locator(selector)
-        assert link.count() <= 1, f"{docname}: more than one {selector} link"
-        if link.count() == 0:
-            found[name] = None
-            continue
-        href = urljoin(visit.page.url, link.get_attribute("href"))
-        title = link.locator(".prev-next-title").inner_text().strip()
-        found[name] = (urlsplit(href).path.lstrip("/").removesuffix(".html"), title)
+def _load(visit: Visit, docname: str) -> Loaded:
+    """Load ``docname`` in ``visit``'s tab, wait for its images and math, and read it."""
+    found = Loaded()
+    try:
+        visit.goto(docname)
+        found.url = visit.page.url
+        found.broken = _wait_for_images(visit.page)
+        found.math = _wait_for_math(visit.page)
+        visit.page.wait_for_timeout(300)  # late console errors (async scripts)
+        found.heading = visit.page.locator("main h1").first.inner_text().rstrip("#¶ \n")
+        for name, selector in (("previous", "a.left-prev"), ("next", "a.right-next")):
+            link = visit.page.locator(selector)
+            assert link.count() <= 1, f"{docname}: more than one {selector} link"
+            if link.count():
+                href = urljoin(found.url, link.get_attribute("href"))
+                title = link.locator(".prev-next-title").inner_text().strip()
+                path = urlsplit(href).path.lstrip("/").removesuffix(".html")
+                found.links[name] = (path, title)
+            else:
+                found.links[name] = None
+        found.hrefs = visit.page.eval_on_selector_all("a[href]", "links => links.map(a => a.href)")
+        found.downloads = [
+            urljoin(found.url, a.get_attribute("href"))
+            for a in visit.page.locator("a.btn-download-source-button").all()
+        ]
+    except Exception as exc:  # noqa: BLE001  (reported by each test of the page)
+        found.failure = f"{type(exc).__name__}: {exc}"
+    found.errors, found.blocked = list(visit.errors), list(visit.blocked)
     return found
 
 
+@pytest.fixture(scope="session")
+def loaded(request: pytest.FixtureRequest) -> dict[str, Loaded] | None:
+    """Every page of the book loaded once at 1280 px, each in a fresh tab; None when the browser
+    tests cannot run here (each test then skips through :func:`_require`)."""
+    if _browser_missing():
+        return None
+    browser = request.getfixturevalue("browser")
+    base = request.getfixturevalue("server")
+    mathjax = request.getfixturevalue("mathjax_dir")
+    pages = {}
+    for docname in DOCNAMES + GENERATED:
+        visit = Visit(browser, base, mathjax)
+        try:
+            pages[docname] = _load(visit, docname)
+        finally:
+            visit.close()
+    return pages
+
+
+def _page(loaded: dict[str, Loaded] | None, docname: str) -> Loaded:
+    """The visit of ``docname``, or skip/fail as :func:`_require` does; a load that raised fails."""
+    if loaded is None:
+        _require(None)
+    page = loaded[docname]
+    assert page.failure is None, f"{docname}: {page.failure}"
+    return page
+
+
 @pytest.mark.browser
-def test_next_and_previous_links_follow_the_table_of_contents(visit: Visit | None) -> None:
-    """Each page once: its next link leads to the next page of the table of contents and its
-    previous link to the one before, each titled as the heading of the page it leads to; the
-    first page has no previous link, the last no next link."""
-    visit = _require(visit)
-    pages = [_links(visit, docname) for docname in DOCNAMES]
-    headings = {docname: heading for docname, heading in (p["heading"] for p in pages)}
+@pytest.mark.parametrize("docname", DOCNAMES + GENERATED)
+def test_page_renders_in_browser(loaded: dict[str, Loaded] | None, docname: str) -> None:
+    page = _page(loaded, docname)
+    assert not page.broken, f"images that did not load: {page.broken}"
+    if "$" in _markdown_text(docname):
+        assert page.math > 0, "the source has $math$ but the page shows no typeset formula"
+    assert not page.errors, "\n".join(page.errors)
+    assert not page.blocked, f"requests to the internet: {page.blocked}"
+
+
+@pytest.mark.browser
+def test_next_and_previous_links_follow_the_table_of_contents(
+    loaded: dict[str, Loaded] | None,
+) -> None:
+    """Each page's next link leads to the next page of the table of contents and its previous
+    link to the one before, each titled as the heading of the page it leads to; the first page
+    has no previous link, the last no next link."""
+    pages = [_page(loaded, docname) for docname in DOCNAMES]
+    headings = {docname: page.heading for docname, page in zip(DOCNAMES, pages, strict=True)}
     for i, (docname, page) in enumerate(zip(DOCNAMES, pages, strict=True)):
         for name, j in (("previous", i - 1), ("next", i + 1)):
             if not 0 <= j < len(DOCNAMES):
-                assert page[name] is None, f"{docname} has a {name} link"
+                assert page.links[name] is None, f"{docname} has a {name} link"
                 continue
-            assert page[name] is not None, f"{docname}: no {name} link"
-            target, title = page[name]
+            assert page.links[name] is not None, f"{docname}: no {name} link"
+            target, title = page.links[name]
             assert target == DOCNAMES[j], (docname, name, target)
             heading = headings[target]
             assert heading.endswith(title) or title in heading, (docname, name, title, heading)
-    assert not visit.errors, "\n".join(visit.errors)
 
 
 @pytest.mark.browser
 @pytest.mark.parametrize("docname", NOTEBOOKS)
-def test_launch_and_download_buttons(visit: Visit | None, docname: str) -> None:
-    visit = _require(visit)
-    visit.goto(docname)
+def test_launch_and_download_buttons(loaded: dict[str, Loaded] | None, docname: str) -> None:
+    page = _page(loaded, docname)
     repo = urlsplit(CONFIG["repository"]["url"]).path.strip("/")  # owner/name
     branch = CONFIG["repository"]["branch"]
     notebook = f"{docname}.ipynb"
-    hrefs = visit.page.eval_on_selector_all("a[href]", "links => links.map(a => a.href)")
-    colab = [h for h in hrefs if "colab.research.google.com" in h]
+    colab = [h for h in page.hrefs if "colab.research.google.com" in h]
     assert colab == [f"https://colab.research.google.com/github/{repo}/blob/{branch}/{notebook}"]
-    binder = [h for h in hrefs if "mybinder.org" in h]
+    binder = [h for h in page.hrefs if "mybinder.org" in h]
     assert binder == [f"https://mybinder.org/v2/gh/{repo}/{branch}?urlpath=tree/{notebook}"]
-    download = visit.page.locator("a.btn-download-source-button")
-    assert download.count() == 1
-    url = urljoin(visit.page.url, download.get_attribute("href"))
-    response = visit.page.request.get(url)
-    assert response.ok, url
-    assert response.body() == (ROOT / notebook).read_bytes()
+    assert len(page.downloads) == 1
+    with urllib.request.urlopen(page.downloads[0], timeout=30) as response:  # the local server
+        assert response.read() == (ROOT / notebook).read_bytes()
 
 
 @pytest.mark.browser
