@@ -65,7 +65,7 @@ def compiled_step(
     forward = lane_forward(model) if lanes else (lambda x: model(x, training=True))
 
     # autograph=False: the step has no tensor-dependent Python control flow, and converting the
-    # model's and the lanes' code costs about 1.3 s per process here (25 times more under QEMU)
+    # model's and the lanes' code costs about 0.9 s per process (benchmarks/startup_cost.py)
     @tf.function(input_signature=signature, autograph=False)
     def step(idx):
         x = tf.gather(images, idx)
