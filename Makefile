@@ -57,11 +57,12 @@ test-module: $(STAMP)
 	$(BIN)/python -m pytest --durations=10 tests/test_$(M).py
 
 ## Measure the whole suite as make test runs it, then the fast lane as make test-fast runs it;
-## rewrite the committed durations records (and the workshop timetables that quote the first).
+## rewrite the committed durations records (and the workshop timetables that quote the first);
+## the JUnit XML and a per-test timeline (worker, start, end, CPU seconds) stay in _build/durations.
 durations: $(STAMP)
 	@bash tools/ensure_qemu.sh
 	@bash tools/ensure_browser.sh
-	$(BIN)/python tools/suite_durations.py --out benchmarks/results/suite_durations.json -- $(PARALLEL)
+	$(BIN)/python tools/suite_durations.py --out benchmarks/results/suite_durations.json --keep _build/durations -- $(PARALLEL)
 	$(BIN)/python tools/workshop_timetable.py  # the workshop's run times come from that record
 	$(BIN)/python tools/suite_durations.py --out benchmarks/results/fast_lane_durations.json -- $(PARALLEL) $(FAST) tests/
 

@@ -25,6 +25,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -145,6 +146,39 @@ def _tensorflow_threads_pinned() -> None:
         threading.set_inter_op_parallelism_threads(runtime.INTER_OP_THREADS)
     except RuntimeError:  # already initialised by an import-time op: setup() warns about it
         pass
+
+
+_TIMELINE = os.environ.get("REPRODL_TEST_TIMELINE")  # set by tools/suite_durations.py
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    """With ``$REPRODL_TEST_TIMELINE``, append one JSON line per test: its worker, wall-clock
+    start and end, and the CPU seconds of this process and of its finished children meanwhile
+    (a test whose wall time far exceeds its CPU time waited or was starved)."""
+    if not _TIMELINE:
+        return (yield)
+    start, before = time.time(), os.times()
+    try:
+        return (yield)
+    finally:
+        after = os.times()
+        line = {
+            "worker": os.environ.get("PYTEST_XDIST_WORKER", "main"),
+            "item": item.nodeid,
+            "start": round(start, 3),
+            "end": round(time.time(), 3),
+            "cpu_self": round(after.user + after.system - before.user - before.system, 3),
+            "cpu_children": round(
+                after.children_user
+                + after.children_system
+                - before.children_user
+                - before.children_system,
+                3,
+            ),
+        }
+        with open(_TIMELINE, "a", encoding="utf-8") as log:
+            log.write(json.dumps(line) + "\n")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tf-log", type=Path, help="with --from-junit: the probe's log")
     parser.add_argument("--wall", type=float, help="with --from-junit: the run's wall seconds")
     parser.add_argument("--command", nargs="*", default=None, help="with --from-junit: its command")
-    parser.add_argument("--keep", type=Path, help="keep the JUnit XML and probe log here")
+    parser.add_argument("--keep", type=Path, help="keep the JUnit XML, probe log, timeline here")
     parser.add_argument("pytest_args", nargs="*", help="after --: pytest's arguments")
     args = parser.parse_args(argv)
     if args.from_junit:
@@ -132,8 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         with tempfile.TemporaryDirectory() as tmp:
             junit, log = Path(tmp) / "junit.xml", Path(tmp) / "tf.log"
+            timeline = Path(tmp) / "timeline.jsonl"  # per test: worker, start, end, CPU
             command = [sys.executable, "-m", "pytest", *args.pytest_args, f"--junitxml={junit}"]
             env = dict(os.environ, REPRODL_TF_PROCESS_LOG=str(log))
+            env["REPRODL_TEST_TIMELINE"] = str(timeline)
             env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROBE), env.get("PYTHONPATH")]))
             start = time.perf_counter()
             status = subprocess.run(command, cwd=ROOT, env=env).returncode
@@ -142,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             record = summarise(read_junit(junit), read_tf_log(log), wall, shown)
             if args.keep:
                 args.keep.mkdir(parents=True, exist_ok=True)
-                for path in (junit, log):
+                for path in (junit, log, timeline):
                     if path.is_file():
                         shutil.copy2(path, args.keep / path.name)
         record["pytest_exit_status"] = status
