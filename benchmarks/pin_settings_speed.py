@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
 
-    from reprodl import _io, cpu, crosscheck, runtime
+    from reprodl import _io, cpu, crosscheck
+    from reprodl.env import report
 
     settings = [crosscheck.PINNED, *crosscheck.ALTERNATIVES]
     runs = []
@@ -90,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             "steps": {"cnn": args.steps, "mlp": 5 * args.steps},
             "batch_size": 100,
             "machine": cpu.machine(),
-            "versions": {"python": sys.version.split()[0], **runtime.installed_versions()},
+            "versions": report.installed_versions(),
             "runs": runs,
             "median_steps_per_second": median,
         }

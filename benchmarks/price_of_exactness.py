@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     import reprodl  # noqa: F401  (after the children's environment is read: only for reports)
-    from reprodl import _io, cpu, runtime
+    from reprodl import _io, cpu
+    from reprodl.env import report
 
     runs: list[dict] = []
     for repeat in range(args.repeats):
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             "warmup": args.warmup,
             "repeats": args.repeats,
             "machine": cpu.machine(),
-            "versions": {"python": sys.version.split()[0], **runtime.installed_versions()},
+            "versions": report.installed_versions(),
             "runs": runs,
             "median_steps_per_second": median,
             "ratios": ratios,

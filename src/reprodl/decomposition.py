@@ -55,6 +55,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from reprodl import _io, schemas
+from reprodl.env import report
 from reprodl.errors import RecordError, UsageError
 from reprodl.experiments import run_in_condition
 from reprodl.seeds import CONDITIONS, Seeds, seeds_for
@@ -173,8 +174,8 @@ def new(
         "settings": runtime.pinned_settings(),
         "versions": runtime.versions(),
         "cpu": {
-            "model": runtime.cpu_model(),
-            "flags": runtime.cpu_flags(),
+            "model": report.cpu_model(),
+            "flags": report.cpu_flags(),
             "logical_cpus": os.cpu_count() or 0,
         },
     }

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from reprodl import _io, fingerprint, runtime
+from reprodl.env import report
 from reprodl.errors import UsageError
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ def device_description() -> dict[str, Any]:
         desc["gpu_count"] = len(gpus)
         desc["driver"] = _nvidia_driver()
     else:
-        desc["name"] = runtime.cpu_model()
+        desc["name"] = report.cpu_model()
     return desc
 
 

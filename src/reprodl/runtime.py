@@ -55,6 +55,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from reprodl.env import cpu, report
+
 #: Intra-op threads TensorFlow uses for one op. With more than one, how oneDNN splits a matrix
 #: product between threads depends on the CPU model, so each op runs on one thread.
 INTRA_OP_THREADS = 1
@@ -325,8 +327,6 @@ def _check_isa() -> None:
     """Warn when this x86-64 CPU cannot run the AVX2 kernels the stored outputs come from."""
     if "ONEDNN_MAX_CPU_ISA" not in PINNED_ENV:
         return
-    from reprodl import cpu
-
     info = cpu.describe()
     if info.best_isa is not None and info.effective_isa(ONEDNN_ISA) != ONEDNN_ISA:
         _warn(
@@ -436,97 +436,39 @@ def book_environment_block(differences: list[str]) -> str:
 
 def pinned_settings() -> dict[str, Any]:
     """The settings in force now, as the contract defines them (for reports and tests)."""
-    settings: dict[str, Any] = {name: os.environ.get(name) for name in sorted(PINNED_ENV)}
+    settings: dict[str, Any] = report.variables(PINNED_ENV)
     settings["PYTHONHASHSEED"] = os.environ.get("PYTHONHASHSEED")
-    if "tensorflow" in sys.modules:
-        import tensorflow as tf
-
-        from reprodl import _tf
-
-        settings["tf_intra_op_threads"] = tf.config.threading.get_intra_op_parallelism_threads()
-        settings["tf_inter_op_threads"] = tf.config.threading.get_inter_op_parallelism_threads()
-        settings["op_determinism"] = _tf.is_op_determinism_enabled()
+    settings.update(report.tensorflow_settings())
     return settings
 
 
-def cpu_model() -> str:
-    """The CPU's model name, as the OS reports it."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def cpu_flags() -> list[str]:
-    """The SIMD-related CPU flags that decide which kernels oneDNN and OpenBLAS may pick."""
-    interesting = ("sse4_1", "sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            for line in fh:
-                if line.startswith("flags"):
-                    present = set(line.split(":", 1)[1].split())
-                    return [f for f in interesting if f in present]
-    except OSError:
-        pass
-    return []
-
-
-def versions() -> dict[str, str]:
-    """Versions of what the bits depend on (TensorFlow and Keras only if loaded)."""
-    import numpy as np
-
-    import reprodl
-
-    found = {
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "reprodl": reprodl.__version__,
-    }
-    if "tensorflow" in sys.modules:
-        import keras
-        import tensorflow as tf
-
-        found["tensorflow"] = tf.__version__
-        found["keras"] = keras.__version__
-    return found
-
-
-def installed_versions() -> dict[str, str]:
-    """The installed NumPy, TensorFlow and Keras versions, without importing TensorFlow."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {}
-    for name in ("numpy", "tensorflow", "keras"):
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = "not installed"
-    return found
+#: Versions of what the bits depend on (TensorFlow and Keras only if loaded).
+versions = report.versions
+#: The installed versions, without importing TensorFlow.
+installed_versions = report.installed_versions
+#: The CPU's model and reported flags, from CPUID (:mod:`reprodl.env.report`).
+cpu_model, cpu_flags = report.cpu_model, report.cpu_flags
 
 
 def environment_report() -> dict[str, Any]:
     """Versions, CPU model and flags, and the pinned settings: what a reader needs to compare."""
     found = versions()
-    report: dict[str, Any] = {
+    found_report: dict[str, Any] = {
         "python": found["python"],
         "platform": f"{platform.system()} {platform.machine()}",
-        "cpu": cpu_model(),
-        "cpu_flags": cpu_flags(),
+        "cpu": report.cpu_model(),
+        "cpu_flags": report.cpu_flags(),
         "logical_cpus": os.cpu_count(),
         "numpy": found["numpy"],
     }
     if "tensorflow" in found:
         import tensorflow as tf
 
-        report["tensorflow"] = found["tensorflow"]
-        report["keras"] = found["keras"]
-        report["gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
-    report["settings"] = pinned_settings()
-    return report
+        found_report["tensorflow"] = found["tensorflow"]
+        found_report["keras"] = found["keras"]
+        found_report["gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
+    found_report["settings"] = pinned_settings()
+    return found_report
 
 
 def environment_line() -> str:
@@ -536,11 +478,9 @@ def environment_line() -> str:
     with under the cap, so a reader whose numbers differ sees why; the CPU part is the one thing
     in a chapter's stored outputs that may differ between machines that agree bit for bit.
     """
-    from reprodl import cpu as cpu_info
-
     r = environment_report()
     s = r["settings"]
-    c = cpu_info.describe()
+    c = cpu.describe()
     cap = s.get("ONEDNN_MAX_CPU_ISA")
     onednn = s.get("TF_ENABLE_ONEDNN_OPTS") == "1"
     parts = [
@@ -548,7 +488,7 @@ def environment_line() -> str:
         f"NumPy {r['numpy']}",
         f"TensorFlow {r.get('tensorflow', 'not loaded')}",
         f"Keras {r.get('keras', 'not loaded')}",
-        f"CPU {c.model_name} ({c.best_isa or 'no SIMD'}, L2 {cpu_info.short_size(c.l2)})",
+        f"CPU {c.model_name} ({c.best_isa or 'no SIMD'}, L2 {cpu.short_size(c.l2)})",
         f"oneDNN {'ops on' if onednn else 'ops off'}, ISA {c.effective_isa(cap) or 'native'}"
         + (f" (cap {cap})" if cap else ""),
         f"{s.get('tf_intra_op_threads', INTRA_OP_THREADS)} intra-op thread(s), "
