@@ -128,9 +128,12 @@ def _set_run(key, value):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda p: p.__setitem__("format", "reprodl.run-record"), "not a reprodl.decomposition"),
-        (lambda p: p.__setitem__("version", 2), "unsupported version 2"),
-        (lambda p: p.__setitem__("version", True), "unsupported version True"),
+        (
+            lambda p: p.__setitem__("format", "reprodl.run-record"),
+            "not a decomposition record \\(format 'reprodl.run-record', expected 'reprodl.decomp",
+        ),
+        (lambda p: p.__setitem__("version", 2), "record format version 2 is not supported"),
+        (lambda p: p.__setitem__("version", True), "invalid 'version' \\(expected 1\\)"),
         (lambda p: p.pop("runs"), "missing field 'runs'"),
         (lambda p: p.__setitem__("meta", []), r"field 'meta' has the wrong type \(array;"),
         (lambda p: p["meta"].pop("settings"), "missing field 'meta.settings'"),

@@ -54,7 +54,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from reprodl import _io, schemas
+from reprodl import _formats
 from reprodl.env import report
 from reprodl.errors import RecordError, UsageError
 from reprodl.experiments import run_in_condition
@@ -66,6 +66,8 @@ VERSION = 1
 _MUST_MATCH = ("spec", "settings", "versions", "cpu")
 #: The name of the record's JSON Schema in :mod:`reprodl.schemas`.
 SCHEMA = "decomposition"
+#: The file format (header, versions read, schema): :mod:`reprodl._formats`.
+FILE_FORMAT = _formats.Format(FORMAT, "decomposition record", VERSION, (VERSION,), SCHEMA)
 
 
 @dataclass(frozen=True)
@@ -248,8 +250,7 @@ def _finite_or_none(x: float) -> float | None:
 def to_json(record: Decomposition) -> dict[str, Any]:
     """The JSON object of ``record`` (the file format)."""
     return {
-        "format": FORMAT,
-        "version": VERSION,
+        **FILE_FORMAT.header(),
         "meta": record.meta,
         "runs": [r.to_json() for r in record.runs],
     }
@@ -257,14 +258,12 @@ def to_json(record: Decomposition) -> dict[str, Any]:
 
 def save(record: Decomposition, path: str | os.PathLike[str]) -> Path:
     """Validate ``record`` and write it to ``path`` atomically; returns the path."""
-    payload = to_json(record)
-    from_json(json.loads(json.dumps(payload)), str(path))  # never write what load() rejects
-    return _io.write_json(path, payload)
+    return _formats.save(path, to_json(record), from_json)
 
 
 def load(path: str | os.PathLike[str]) -> Decomposition:
     """Read and check a decomposition record; :class:`RecordError` names what is wrong."""
-    return from_json(_io.read_json(path, error=RecordError), str(path))
+    return _formats.load(path, FILE_FORMAT, from_json)
 
 
 def from_json(payload: Any, where: str = "<memory>") -> Decomposition:
@@ -274,11 +273,8 @@ def from_json(payload: Any, where: str = "<memory>") -> Decomposition:
     def fail(problem: str) -> NoReturn:
         raise RecordError(f"{where}: {problem}")
 
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        fail(f"not a {FORMAT} record")
-    if payload.get("version") != VERSION or isinstance(payload.get("version"), bool):
-        fail(f"unsupported version {payload.get('version')!r} (this reads {VERSION})")
-    schemas.check(payload, SCHEMA, where)
+    FILE_FORMAT.check_header(payload, where)
+    FILE_FORMAT.check_structure(payload, where)
     meta = payload["meta"]
     unknown = [c for c in meta["conditions"] if c not in CONDITIONS]
     if unknown:
