@@ -73,20 +73,29 @@ from reprodl.errors import (
         ),
         (
             ["train", "--model", "softmax", "--steps", "5", "--record", "r.json", "--resume", "c"],
-            "python -m reprodl: error: --record covers a whole run: it cannot be combined with "
-            "--resume",
+            "python -m reprodl train: error: --record covers a whole run: it cannot be combined "
+            "with --resume",
         ),
         (
             ["train", "--model", "softmax", "--steps", "5", "--digest-every", "2"],
-            "python -m reprodl: error: --digest-every needs --record",
+            "python -m reprodl train: error: --digest-every needs --record",
         ),
         (
             ["train", "--model", "softmax", "--steps", "5", "--checkpoint-every", "2"],
-            "python -m reprodl: error: --checkpoint-every needs --checkpoint-dir (or --record)",
+            "python -m reprodl train: error: --checkpoint-every needs --checkpoint-dir (or "
+            "--record)",
         ),
         (
             ["train", "--model", "softmax", "--steps", "5", "--dropout", "0.2"],
-            "python -m reprodl: error: the softmax model has no dropout layer",
+            "python -m reprodl train: error: the softmax model has no dropout layer",
+        ),
+        (
+            ["train", "--model", "softmax", "--steps", "5", "--dropout-seed", "3"],
+            "python -m reprodl train: error: the softmax model has no dropout layer",
+        ),
+        (
+            ["train", "--model", "mlp", "--steps", "5", "--checkpoint-dir", "c"],
+            "python -m reprodl train: error: --checkpoint-dir needs --checkpoint-every",
         ),
         (
             ["train", "--model", "mlp", "--steps", "5", "--dropout", "1.5"],
@@ -119,7 +128,7 @@ from reprodl.errors import (
         (
             ["decompose", "--model", "softmax", "--steps", "5", "--seeds", "1-3"]
             + ["--dropout", "0.1", "--record", "d.json"],
-            "python -m reprodl: error: the softmax model has no dropout layer",
+            "python -m reprodl decompose: error: the softmax model has no dropout layer",
         ),
         (
             ["decompose", "--model", "mlp", "--steps", "5", "--seeds", "3-1", "--record", "d"],
@@ -368,25 +377,30 @@ def test_compare_plot_needs_a_png_name(tmp_path, monkeypatch, capsys, name):
 
 
 def test_compare_plot_to_a_path_that_cannot_be_written(tmp_path, monkeypatch, capsys):
+    """A --plot path that cannot be written is a usage error of compare (no report printed)."""
+
+    def refused(path: str) -> str:
+        with pytest.raises(SystemExit, match="^2$"):
+            main(["compare", "a.json", "b.json", "--plot", path])
+        out, err = capsys.readouterr()
+        assert out == "" and err.startswith("usage: python -m reprodl compare ")
+        return err.splitlines()[-1]
+
     _map_pair(tmp_path, monkeypatch)
     (tmp_path / "folder.png").mkdir()
     cases = {
         "a.json/map.png": "a.json is not a folder",
         "folder.png": "it is a folder",
     }
+    prefix = "python -m reprodl compare: error: cannot write the map to"
     for path, why in cases.items():
-        assert main(["compare", "a.json", "b.json", "--plot", path]) == 2
-        assert capsys.readouterr() == ("", f"error: cannot write the map to {path}: {why}\n")
+        assert refused(path) == f"{prefix} {path}: {why}"
 
     def denied(path, write):
         raise PermissionError(13, "Permission denied", str(path))
 
     monkeypatch.setattr("reprodl._io.atomic_write", denied)
-    assert main(["compare", "a.json", "b.json", "--plot", "map.png"]) == 2
-    assert capsys.readouterr() == (
-        "",
-        "error: cannot write the map to map.png: Permission denied\n",
-    )
+    assert refused("map.png") == f"{prefix} map.png: Permission denied"
 
 
 def test_bisect_without_checkpoints_is_refused(tmp_path, monkeypatch, capsys):

@@ -116,9 +116,12 @@ def test_train_help_lists_replicas_and_workers(capsys):
     ],
 )
 def test_unsupported_combinations_are_usage_errors(options, message, capsys):
-    assert main(["train", "--steps", "2", *options]) == 2
+    with pytest.raises(SystemExit, match="^2$"):
+        main(["train", "--steps", "2", *options])
     captured = capsys.readouterr()
-    assert captured.err == f"error: {message}\n"
+    err = captured.err.splitlines()
+    assert err[0].startswith("usage: python -m reprodl train ")
+    assert err[-1] == f"python -m reprodl train: error: {message}"
     assert captured.out == ""
 
 

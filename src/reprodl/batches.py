@@ -19,9 +19,11 @@ from typing import Any
 import numpy as np
 
 from reprodl.errors import UsageError
+from reprodl.training import defaults as _defaults
 
-#: Batch orders :func:`make_stream` (and so a ``RunSpec``) can ask for.
-ORDERS = ("seeded", "global", "global-after-first")
+#: Batch orders :func:`make_stream` (and so a ``RunSpec``) can ask for
+#: (defined in :mod:`reprodl.training.defaults`).
+ORDERS = _defaults.ORDERS
 
 
 def epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:

@@ -10,32 +10,20 @@ from __future__ import annotations
 from reprodl import runtime as _runtime  # noqa: F401  (pins the process before NumPy loads)
 
 # isort: split
-from dataclasses import dataclass
 from typing import Any
 
 from reprodl.errors import UsageError
 from reprodl.seeds import dropout_seeds, layer_seeds
+from reprodl.training import defaults as _defaults
+from reprodl.training.defaults import ModelDefaults
 
-MODELS = ("softmax", "mlp", "cnn")
+#: The book's models, by name (defined in :mod:`reprodl.training.defaults`).
+MODELS = _defaults.MODELS
 
-
-@dataclass(frozen=True)
-class ModelDefaults:
-    """How the book trains a model unless told otherwise."""
-
-    optimizer: str
-    learning_rate: float
-    batch_size: int
-    schedule: str  # "constant", or "cosine": decay from the rate to zero over the run
-
-
-#: The one registry of per-model defaults; ``RunSpec``, the CLI help and the builders read it.
+#: The one registry of per-model defaults (:mod:`reprodl.training.defaults`, which the command
+#: line reads without pinning the process); ``RunSpec``, the CLI help and the builders read it.
 #: The deep CNN decays its rate along a cosine: 99.2% in two epochs (chapter 6).
-DEFAULTS: dict[str, ModelDefaults] = {
-    "softmax": ModelDefaults("sgd", 0.5, 100, "constant"),
-    "mlp": ModelDefaults("adam", 1e-3, 100, "constant"),
-    "cnn": ModelDefaults("adam", 2e-3, 100, "cosine"),
-}
+DEFAULTS: dict[str, ModelDefaults] = _defaults.DEFAULTS
 
 
 def softmax_regression(seed: int = 0) -> Any:

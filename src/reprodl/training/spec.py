@@ -12,13 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from reprodl.batches import ORDERS, IndexStream, make_stream
+from reprodl.batches import IndexStream, make_stream
 from reprodl.errors import UsageError
-from reprodl.models import DEFAULTS
+from reprodl.training import defaults as _defaults
+from reprodl.training.defaults import DEFAULTS, OPTIMIZERS, ORDERS
 
-#: Learning-rate schedules: constant, or a cosine decay from the learning rate to zero.
-SCHEDULES = ("constant", "cosine")
-OPTIMIZERS = ("sgd", "adam")
+#: Learning-rate schedules: constant, or a cosine decay from the learning rate to zero
+#: (defined in :mod:`reprodl.training.defaults`).
+SCHEDULES = _defaults.SCHEDULES
 
 
 def make_optimizer(name: str, learning_rate: float, *, cosine_steps: int | None = None) -> Any:

@@ -1,0 +1,170 @@
+"""``crosscheck``: the cross-CPU battery, natively and on emulated CPUs (:mod:`reprodl.crosscheck`).
+
+Exit status 1 when the pinned setting differs between CPUs, 2 when a run failed (the other CPUs'
+records are still written) or a record is unusable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from reprodl.cli import _args
+from reprodl.errors import UsageError
+
+
+def add_parser(sub: _args.Subparsers, common: argparse.ArgumentParser) -> None:
+    """Add ``crosscheck``: which CPUs, settings, cases and cache geometries; where records go."""
+    p = sub.add_parser(
+        "crosscheck",
+        parents=[common],
+        help="run a battery of short trainings on this CPU and emulated ones; compare the bits",
+        description=(
+            "Run the cross-CPU battery (softmax, MLP, Keras fit, CNN; a few steps each) in fresh "
+            "processes under the pinned setting and, with --all-settings, the alternatives, "
+            "natively and under qemu-x86_64 -cpu MODEL for each --emulate model. Writes one "
+            "record per CPU into --out; --against DIR compares with committed records."
+        ),
+    )
+    p.add_argument("--emulate", metavar="MODEL,...", default="", help="QEMU CPU models")
+    p.add_argument("--no-native", action="store_true", help="skip the run on this CPU")
+    p.add_argument(
+        "--all-settings",
+        action="store_true",
+        help="also the alternatives: oneDNN opts 0/1 x ISA cap AVX2/AVX x 1/2 intra-op threads",
+    )
+    p.add_argument("--settings", metavar="NAME,...", help="settings by name (opts1-AVX2-t1,...)")
+    p.add_argument(
+        "--cases",
+        metavar="NAME,...",
+        help="a subset of the battery's cases, or cnn-small and lstm (not in the battery)",
+    )
+    p.add_argument(
+        "--caches",
+        metavar="L1D/L2,...",
+        help="per-core cache sizes in KiB (48/2048,...) that each --emulate model presents, "
+        "under the cache-geometry emulator (bash tools/cache_qemu/build.sh builds it); "
+        "'sweep' for L1d 32 and 48 KiB x L2 256 KiB, 512 KiB, 1.25 MiB, 2 MiB, 4 MiB, and 48/1024",
+    )
+    p.add_argument("--out", metavar="DIR", help="write one record per CPU into DIR")
+    p.add_argument("--against", metavar="DIR", help="compare with the records in DIR")
+    p.add_argument("--jobs", type=_args.positive_int, default=2, help="emulators at a time")
+    p.add_argument("--timeout", type=_args.positive_float, default=1800, help="seconds per process")
+    p.set_defaults(run=run, parser=p)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the options ask for: settings, cases, emulated models and cache geometries."""
+
+    settings: list[Any]
+    cases: list[Any]
+    models: list[str]
+    geometries: list[Any]
+
+
+def plan(args: argparse.Namespace) -> Plan:
+    """The battery the options name; :class:`UsageError` for a bad name or combination."""
+    from reprodl import crosscheck as cc
+
+    if args.settings:
+        settings = [cc.Setting.parse(name) for name in args.settings.split(",")]
+    else:
+        settings = [cc.PINNED, *(cc.ALTERNATIVES if args.all_settings else ())]
+    names = args.cases.split(",") if args.cases else list(cc.CASES)
+    unknown = [n for n in names if n not in cc.ALL_CASES]
+    if unknown:
+        raise UsageError(f"unknown case {unknown[0]!r}; choose from {', '.join(cc.ALL_CASES)}")
+    if args.caches == "sweep":
+        geometries: list[Any] = list(cc.SWEEP_GEOMETRIES)
+    elif args.caches:
+        geometries = [cc.Geometry.parse(g) for g in args.caches.split(",")]
+    else:
+        geometries = [None]
+    if args.caches and not args.emulate:
+        raise UsageError("--caches needs --emulate MODEL: the emulated CPU presents them")
+    models = [m for m in args.emulate.split(",") if m]
+    if models and args.caches and cc.cache_qemu_path() is None:
+        raise UsageError(
+            "--caches needs the cache-geometry emulator: bash tools/cache_qemu/build.sh"
+        )
+    if models and not args.caches and cc.qemu_path() is None:
+        raise UsageError("--emulate needs qemu-x86_64 (Debian: apt-get install qemu-user)")
+    if args.no_native and not models and not args.against:
+        raise UsageError("nothing to do: --no-native without --emulate or --against")
+    return Plan(settings, [cc.ALL_CASES[n] for n in names], models, geometries)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the battery, print and save each CPU's record, then the agreement and the verdict."""
+    from reprodl import crosscheck as cc
+
+    todo = plan(args)
+    new: list[dict] = []
+    if not args.no_native:
+        new.append(cc.run_battery(todo.settings, todo.cases, timeout=args.timeout))
+    failed: dict = {}
+    if todo.models:
+        emulated, failed = cc.emulate_many(
+            todo.models,
+            todo.settings,
+            todo.cases,
+            jobs=args.jobs,
+            timeout=args.timeout,
+            geometries=todo.geometries,
+        )
+        new += emulated
+    for record in new:
+        print_record(record)
+        if args.out:
+            print(f"record: {save_merged(record, args.out)}")
+    for model, exc in failed.items():
+        print(f"error: {model}: {exc}", file=sys.stderr)
+    if not (args.against or len(new) > 1):
+        return 2 if failed else 0
+    against = cc.load_dir(args.against) if args.against else []
+    lines, pinned_ok = verdict([*against, *new])
+    print("\n".join(lines))
+    return 2 if failed else 0 if pinned_ok else 1
+
+
+def print_record(record: dict[str, Any]) -> None:
+    """One CPU's record: its label and cache sizes, then one line per setting and case."""
+    from reprodl import crosscheck as cc
+    from reprodl.cpu import short_size
+
+    c = record["cpu"]
+    sizes = f"L1d {short_size(c.get('l1d'))}, L2 {short_size(c.get('l2'))}"
+    print(f"== {cc.label(record)}: CPUID {sizes}")
+    for row in record["results"]:
+        print(
+            f"{row['setting']:<15} {row['case']:<8} loss {row['loss']:<11} "
+            f"fingerprint {row['fingerprint'][:16]} logits {row['logits'][:16]}"
+        )
+
+
+def save_merged(record: dict[str, Any], folder: str) -> Path:
+    """Save ``record`` into ``folder`` under its CPU's name; an earlier run's record on the same
+    CPU keeps what it measured that this one lacks."""
+    from reprodl import crosscheck as cc
+
+    path = Path(folder) / f"{cc.slug(record)}.json"
+    if path.exists():
+        record = cc.merge(cc.load(path), record)
+    cc.save(record, path)
+    return path
+
+
+def verdict(recs: list[dict[str, Any]]) -> tuple[list[str], bool]:
+    """The agreement table of ``recs`` and the pinned setting's verdict (lines to print, with
+    the blank lines between), and whether the pinned setting is exact on every CPU."""
+    from reprodl import crosscheck as cc
+
+    rows = cc.agreement(recs)
+    pinned_ok = all(a.exact for a in rows if a.setting == cc.PINNED.name)
+    said = "exact on every CPU" if pinned_ok else "DIFFERS between CPUs"
+    lines = ["", *cc.format_agreement(rows), "", f"pinned setting {cc.PINNED.name}: {said}"]
+    return lines, pinned_ok
