@@ -188,6 +188,19 @@ def test_top_level_help_lists_the_commands_and_exit_statuses(capsys):
     assert "\nexit status:\n  0  success" in out
 
 
+def test_help_reads_the_defaults_registry(monkeypatch, capsys):
+    from reprodl.training import defaults
+
+    changed = defaults.ModelDefaults("adam", 0.25, 100, "cosine")
+    monkeypatch.setitem(defaults.DEFAULTS, "mlp", changed)
+    with pytest.raises(SystemExit, match="^0$"):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "learning rate (default: softmax 0.5, mlp 0.25, cnn 0.002)" in out
+    assert "over the run (default: mlp cosine, cnn cosine)" in out
+    assert "--batch-size BATCH_SIZE default: 100 " in out
+
+
 def test_replay_is_hidden_but_works(tmp_path, capsys):
     with pytest.raises(SystemExit, match="^0$"):
         main(["--help"])

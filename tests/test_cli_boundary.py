@@ -32,6 +32,13 @@ def test_importing_the_cli_and_parsing_pin_nothing():
     assert result.stdout == "ok\n"
 
 
+def test_replay_runs_as_a_module_of_its_own():
+    """``bisect``'s child command can also be ``python -m reprodl.cli.replay`` (no warning)."""
+    result = run_python("-m", "reprodl.cli.replay", "--help")
+    assert result.returncode == 0 and result.stderr == ""
+    assert result.stdout.startswith("usage: python -m reprodl replay [-h] --start START ")
+
+
 def test_check_hands_the_callers_environment_to_the_command(tmp_path):
     """Set or unset by the caller, pinned values or not: the command sees them as they were."""
     keep = tmp_path / "runs"

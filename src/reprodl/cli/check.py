@@ -144,11 +144,12 @@ def run(args: argparse.Namespace) -> int:
     """Run the command several times; the verdict on stdout, one progress line per run on
     stderr; the verdict's exit status."""
     command, vary = command_and_vary(args)
+    env = dict(os.environ)  # the caller's: nothing here has pinned this process
     from reprodl import check
 
     result = check.run(
         command,
-        env=dict(os.environ),  # the caller's: nothing here has pinned this process
+        env=env,
         runs=args.runs,
         vary=vary,
         output=args.output,
