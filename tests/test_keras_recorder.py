@@ -145,27 +145,21 @@ def test_importing_the_recorder_changes_nothing_in_the_process():
     assert "ONEDNN_MAX_CPU_ISA" in pinned["changed"] and "reprodl.runtime" in pinned["loaded"]
 
 
-@pytest.mark.parametrize(
-    "array",
-    [
-        np.arange(12, dtype=np.float32).reshape(3, 4),
-        np.arange(12, dtype=np.float32).reshape(3, 4).T,  # not contiguous
-        np.float32(3.5),  # 0-d
-        np.array(7, dtype=np.int64),
-        np.zeros((0, 3), dtype=np.float32),
-        np.array([True, False]),
-        np.array([1, 2], dtype=">i4"),
-    ],
-)
-def test_the_fast_digest_is_the_fingerprint_digest(array):
-    assert rk._digest(np.asarray(array)) == fingerprint.array_digest(array)
+def test_importing_the_recorder_never_pins_the_process():
+    code = (
+        "import os; b = dict(os.environ); import reprodl.keras; assert dict(os.environ) == b; "
+        "import sys; assert 'reprodl.runtime' not in sys.modules"
+    )
+    proc = run_python("-c", code, unset=(*REPRODUCIBLE_ENV, rk.ENV_PATH, rk.ENV_EVERY), timeout=120)
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_path_and_every_from_arguments_and_environment(monkeypatch, tmp_path):
     idle = RecordRun()
     assert not idle.active and idle.path is None and idle.every == rk.DEFAULT_EVERY
     assert idle.async_safe  # Keras may still dispatch callbacks asynchronously
-    assert isinstance(idle, keras.callbacks.Callback) and isinstance(idle, RecordRun)
+    assert isinstance(idle, keras.callbacks.Callback) and type(idle) is RecordRun
+    assert issubclass(RecordRun, keras.callbacks.Callback)  # once Keras is loaded
     monkeypatch.setenv(rk.ENV_PATH, str(tmp_path / "env.json"))
     monkeypatch.setenv(rk.ENV_EVERY, "7")
     rec = RecordRun()
@@ -467,6 +461,17 @@ def test_an_exception_in_a_with_block_leaves_a_partial_record(xy, tmp_path):
     assert "A is partial: the run was interrupted (RuntimeError: boom at step 3)" in text
 
 
+def test_an_interruption_before_the_first_step_writes_nothing_and_says_so(tmp_path, caplog):
+    rec = RecordRun(tmp_path / "r.json")
+    with pytest.raises(RuntimeError, match="boom"), rec:
+        rec.set_model(compiled(build("softmax")))
+        rec.on_train_begin()  # as fit does, which then fails before its first step
+        raise RuntimeError("boom before the first step")
+    assert rec.steps == 0 and rec.record is None and list(tmp_path.iterdir()) == []
+    logged = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "reprodl"]
+    assert logged == [("WARNING", f"RecordRun: no step recorded, no record written to {rec.path}")]
+
+
 def test_an_exception_without_a_with_block_is_written_at_the_next_fit(xy, tmp_path):
     model = compiled(build("mlp", dropout=0.2))
     rec = RecordRun(tmp_path / "r.json", every=2)
@@ -516,7 +521,7 @@ def test_sigint_and_sigterm_write_then_pass_the_signal_on(xy, tmp_path):
 def test_a_signal_during_the_recorders_own_work_waits_for_it(xy, tmp_path):
     full = _full_run(xy, tmp_path)
     rec = RecordRun(tmp_path / "r.json", every=2)
-    digest = rec._digest_state
+    digest = rec._recording.digest_state
 
     def digest_then_signal():
         state = digest()
@@ -524,7 +529,7 @@ def test_a_signal_during_the_recorders_own_work_waits_for_it(xy, tmp_path):
             os.kill(os.getpid(), signal.SIGINT)  # handled once the step is fully recorded
         return state
 
-    rec._digest_state = digest_then_signal
+    rec._recording.digest_state = digest_then_signal
     with pytest.raises(KeyboardInterrupt):
         fit(compiled(build("mlp", dropout=0.2)), *xy, [rec])
     part = records.load(tmp_path / "r.json")

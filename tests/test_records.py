@@ -16,6 +16,7 @@ from support import VARIABLES, synthetic_record
 from reprodl import records, schemas
 from reprodl.errors import RecordError, UsageError
 from reprodl.records import RunRecord
+from reprodl.training.state import VariableInfo
 
 
 def test_round_trip_is_exact(tmp_path):
@@ -251,6 +252,56 @@ def test_the_schema_ships_with_the_package_and_is_valid():
         schemas.load("nope")
 
 
+def test_run_meta_builds_the_formats_meta_in_the_schemas_order():
+    schema = schemas.load(records.SCHEMA)["properties"]["meta"]
+    settings, versions = {"PYTHONHASHSEED": "0"}, {"python": "3.11.7"}
+    keras_meta = records.run_meta(
+        model="net",
+        steps=3,
+        settings=settings,
+        versions=versions,
+        source="keras",
+        loss="keras logs",
+    )
+    assert list(keras_meta) == list(schema["properties"]) == schema["required"]
+    assert keras_meta == {
+        "model": "net",
+        "seed": None,
+        "batch_size": None,
+        "steps": 3,
+        "run": None,
+        "command": None,
+        "settings": settings,
+        "versions": versions,
+        "digest_every": 0,
+        "checkpoints": None,
+        "source": "keras",
+        "loss": "keras logs",
+        "interrupted": None,
+    }
+    loop_meta = records.run_meta(
+        model="mlp",
+        seed=1,
+        batch_size=20,
+        steps=3,
+        run={"model": "mlp"},
+        command=("python", "-m", "reprodl"),
+        settings=settings,
+        versions=versions,
+        checkpoints={},
+    )
+    assert loop_meta["command"] == ["python", "-m", "reprodl"] and loop_meta["checkpoints"] is None
+    assert (loop_meta["source"], loop_meta["loss"], loop_meta["interrupted"]) == (
+        "reprodl",
+        "step",
+        None,
+    )
+    assert loop_meta["settings"] is not settings  # the record holds its own copies
+    rec = synthetic_record(steps=3)
+    rec.meta = loop_meta
+    assert records.from_json(records.to_json(rec)).meta == loop_meta
+
+
 def test_from_json_checks_a_record_in_memory():
     payload = records.to_json(synthetic_record())
     assert records.from_json(payload).name == "<memory>"
@@ -270,7 +321,7 @@ def _trained(rec: RunRecord, start_step: int = 0) -> SimpleNamespace:
         digests={s: d for s, d in rec.digests.items() if 0 < s < last},
         final_digests=rec.digests[last],
         final_digest=rec.final_digest,
-        variables=[SimpleNamespace(**v) for v in rec.variables],
+        variables=[VariableInfo(**{**v, "shape": tuple(v["shape"])}) for v in rec.variables],
     )
 
 

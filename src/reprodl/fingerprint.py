@@ -13,11 +13,15 @@ SHORT = 16
 
 
 def array_digest(array: Any) -> str:
-    """SHA-256 of one array: its dtype, shape and raw bytes (C order)."""
+    """SHA-256 of one array: its dtype, shape and raw bytes (C order).
+
+    A C-contiguous array is hashed in place, without a copy of its bytes (a run recorder digests
+    tens of megabytes of state at a time); any other is made contiguous first.
+    """
     a = np.ascontiguousarray(np.asarray(array))
     h = hashlib.sha256()
     h.update(f"{a.dtype.str}|{a.shape}|".encode())
-    h.update(a.tobytes())
+    h.update(a.tobytes() if a.dtype.hasobject else a.reshape(-1).view(np.uint8).data)
     return h.hexdigest()
 
 

@@ -98,6 +98,7 @@ __all__ = [
     "from_json",
     "from_training",
     "load",
+    "run_meta",
     "save",
     "save_run",
     "steps_text",
@@ -204,6 +205,41 @@ class RunRecord:
         return list(range(0, self.steps + 1, int(ckpt["every"])))
 
 
+def run_meta(
+    *,
+    model: str,
+    steps: int,
+    settings: Mapping[str, Any],
+    versions: Mapping[str, str],
+    seed: int | None = None,
+    batch_size: int | None = None,
+    run: Mapping[str, Any] | None = None,
+    command: Sequence[str] | None = None,
+    digest_every: int = 0,
+    checkpoints: Mapping[str, Any] | None = None,
+    source: str = "reprodl",
+    loss: str = "step",
+    interrupted: str | None = None,
+) -> dict[str, Any]:
+    """A record's ``meta``, every field in the format's order (the one place it is built): the
+    package's loop passes its spec's fields, a Keras callback leaves them ``None``."""
+    return {
+        "model": model,
+        "seed": seed,
+        "batch_size": batch_size,
+        "steps": steps,
+        "run": dict(run) if run is not None else None,
+        "command": list(command) if command is not None else None,
+        "settings": dict(settings),
+        "versions": dict(versions),
+        "digest_every": digest_every,
+        "checkpoints": dict(checkpoints) if checkpoints else None,
+        "source": source,
+        "loss": loss,
+        "interrupted": interrupted,
+    }
+
+
 def from_training(
     spec: Mapping[str, Any],
     record: TrainingRecord,
@@ -218,31 +254,24 @@ def from_training(
 
     if record.start_step != 0:
         raise UsageError("a run record covers a whole run: this one was resumed")
-    meta = {
-        "model": spec["model"],
-        "seed": spec["seed"],
-        "batch_size": spec["batch_size"],
-        "steps": record.steps,
-        "run": dict(spec),
-        "command": list(command) if command is not None else None,
-        "settings": runtime.pinned_settings(),
-        "versions": runtime.versions(),
-        "digest_every": digest_every,
-        "checkpoints": dict(checkpoints) if checkpoints else None,
-        "source": "reprodl",
-        "loss": "step",
-        "interrupted": None,
-    }
+    meta = run_meta(
+        model=spec["model"],
+        seed=spec["seed"],
+        batch_size=spec["batch_size"],
+        steps=record.steps,
+        run=dict(spec),
+        command=command,
+        settings=runtime.pinned_settings(),
+        versions=runtime.versions(),
+        digest_every=digest_every,
+        checkpoints=checkpoints,
+    )
     digests = {0: dict(record.initial_digests)}
     digests.update({k: dict(v) for k, v in record.digests.items()})
     digests[record.steps] = dict(record.final_digests)
-    variables = [
-        {"name": v.name, "shape": list(v.shape), "dtype": v.dtype, "kind": v.kind}
-        for v in record.variables
-    ]
     return RunRecord(
         meta=meta,
-        variables=variables,
+        variables=[v.to_dict() for v in record.variables],
         losses=np.asarray(record.losses, dtype=np.float32),
         digests=dict(sorted(digests.items())),
         final_digest=record.final_digest,

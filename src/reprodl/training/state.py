@@ -23,6 +23,25 @@ class VariableInfo:
     dtype: str
     kind: str
 
+    def to_dict(self) -> dict[str, Any]:
+        """The entry a run record's ``variables`` list holds for it (JSON types)."""
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "kind": self.kind,
+        }
+
+
+def unique_name(name: str, taken: set[str]) -> str:
+    """``name``, or ``name_1``, ``name_2``, ... : the first not in ``taken`` (then added to it)."""
+    base, k = name, 1
+    while name in taken:
+        name = f"{base}_{k}"
+        k += 1
+    taken.add(name)
+    return name
+
 
 def state_variables(model: Any) -> list[tuple[VariableInfo, Any]]:
     """Every variable of ``model`` (``model.variables``: weights and random generator states).
@@ -40,13 +59,8 @@ def state_variables(model: Any) -> list[tuple[VariableInfo, Any]]:
     for v in model.variables:
         layer = owner.get(id(v))
         name = f"{model.name}/{layer}/{v.name}" if layer else v.path
-        base, k = name, 1
-        while name in seen:
-            name = f"{base}_{k}"
-            k += 1
-        seen.add(name)
         info = VariableInfo(
-            name=name,
+            name=unique_name(name, seen),
             shape=tuple(int(d) for d in v.shape),
             dtype=str(np.dtype(v.dtype)),
             kind="weight" if id(v) in weights else "rng",
