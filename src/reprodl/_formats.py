@@ -70,10 +70,13 @@ class Format:
 
 
 def save(path: str | os.PathLike[str], payload: Any, reads: Callable[[Any, str], object]) -> Path:
-    """Write ``payload`` atomically to ``path`` after ``reads(payload, where)`` accepted it as
-    loading would (so nothing is written that cannot be read back); returns the path."""
-    reads(json.loads(json.dumps(payload)), str(path))
-    return _io.write_json(path, payload)
+    """Write ``payload`` as indented JSON to ``path`` atomically, after ``reads(payload, where)``
+    accepted it as loading would read it back (nothing is written that cannot be read); returns
+    the path. A NaN or infinity in ``payload`` is a ``ValueError``: it is not JSON."""
+    text = json.dumps(payload, indent=1, allow_nan=False) + "\n"
+    reads(json.loads(text), str(path))
+    _io.atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+    return Path(path)
 
 
 def load(path: str | os.PathLike[str], fmt: Format, reads: Callable[[Any, str], T]) -> T:

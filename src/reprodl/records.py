@@ -70,7 +70,6 @@ null. A :class:`RunRecord` built in code without those three fields gets the sam
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -80,7 +79,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
-from reprodl import _io, fingerprint, schemas
+from reprodl import _formats, fingerprint
 from reprodl.errors import RecordError, UsageError
 
 if TYPE_CHECKING:
@@ -111,6 +110,8 @@ VERSION = 2
 READS = (1, 2)
 #: The name of the record's JSON Schema in :mod:`reprodl.schemas`.
 SCHEMA = "run_record"
+#: The file format (header, versions read, schema): :mod:`reprodl._formats`.
+FILE_FORMAT = _formats.Format(FORMAT, "run record", VERSION, READS, SCHEMA)
 #: Who wrote a record (``meta.source``): the package's loop, or :class:`reprodl.keras.RecordRun`.
 SOURCES = ("reprodl", "keras")
 #: What ``losses`` are (``meta.loss``): each step's own loss, or what Keras logged after it.
@@ -316,8 +317,7 @@ def _loss_to_json(x: np.float32) -> float | str:
 def to_json(record: RunRecord) -> dict[str, Any]:
     """The JSON object of ``record`` (the file format)."""
     return {
-        "format": FORMAT,
-        "version": VERSION,
+        **FILE_FORMAT.header(),
         "meta": record.meta,
         "variables": record.variables,
         "losses": [_loss_to_json(x) for x in np.asarray(record.losses, dtype=np.float32)],
@@ -328,18 +328,14 @@ def to_json(record: RunRecord) -> dict[str, Any]:
 
 def save(record: RunRecord, path: str | os.PathLike[str]) -> Path:
     """Validate ``record`` and write it to ``path`` atomically; returns the path."""
-    path = Path(path)
-    payload = to_json(record)
-    from_json(payload, str(path))  # never write a file that load() would reject
-    text = json.dumps(payload, indent=1, allow_nan=False) + "\n"
-    _io.atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+    path = _formats.save(path, to_json(record), from_json)
     record.source = str(path)
     return path
 
 
 def load(path: str | os.PathLike[str]) -> RunRecord:
     """Read and check a record file; :class:`RecordError` names the file and the problem."""
-    return from_json(_io.read_json(path, error=RecordError), str(path))
+    return _formats.load(path, FILE_FORMAT, from_json)
 
 
 def from_json(payload: Any, where: str = "<memory>") -> RunRecord:
@@ -349,24 +345,9 @@ def from_json(payload: Any, where: str = "<memory>") -> RunRecord:
     def fail(problem: str) -> NoReturn:
         raise RecordError(f"{where}: {problem}")
 
-    if not isinstance(payload, dict):
-        fail(f"not a run record (a JSON {type(payload).__name__}, not an object)")
-    if "format" not in payload:
-        fail(f"not a run record (no 'format' field; expected {FORMAT!r})")
-    if payload["format"] != FORMAT:
-        fail(f"not a run record (format {payload['format']!r}, expected {FORMAT!r})")
-    version = payload.get("version")
-    if not isinstance(version, int) or isinstance(version, bool):
-        fail(f"missing or invalid 'version' (expected {VERSION})")
-    if version not in READS:
-        reads = " and ".join(map(str, READS))
-        fail(
-            f"record format version {version} is not supported (this reprodl reads versions "
-            f"{reads}; a newer reprodl may read it)"
-        )
-    if version == 1:
+    if FILE_FORMAT.check_header(payload, where) == 1:
         payload = _upgrade_v1(payload)
-    schemas.check(payload, SCHEMA, where)
+    FILE_FORMAT.check_structure(payload, where)
 
     meta, variables = payload["meta"], payload["variables"]
     steps = meta["steps"]
