@@ -13,6 +13,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,7 +21,8 @@ import pytest
 from support import run_python
 
 from reprodl import check, fingerprint, records
-from reprodl.check import Variation
+from reprodl.check import Variation, plan
+from reprodl.check.run import _with_output
 from reprodl.cli import main
 from reprodl.errors import RecordError, SubprocessError, UsageError
 
@@ -54,7 +56,7 @@ def env() -> dict[str, str]:
 @pytest.fixture
 def avx512(monkeypatch):
     """Pretend the CPU's best instruction set is AVX512_CORE (the isa run's cap depends on it)."""
-    monkeypatch.setattr(check, "_best_isa", lambda: "AVX512_CORE")
+    monkeypatch.setattr(plan, "_best_isa", lambda: "AVX512_CORE")
 
 
 def _check(*modes: str, env, **kwargs) -> check.CheckResult:
@@ -117,7 +119,7 @@ def test_more_plain_runs_and_the_record_interval(env, tmp_path):
 
 
 def test_the_temporary_folder_is_removed(env, tmp_path, monkeypatch):
-    monkeypatch.setattr(check.tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     assert _check("steady", env=env).identical
     with pytest.raises(SubprocessError):
         _check("fail", env=env)
@@ -334,12 +336,12 @@ def test_records_and_output_are_both_compared(env):
     ],
 )
 def test_the_output_path_is_substituted_wherever_the_command_names_it(command, expected):
-    assert check._with_output(command, "m.txt", "/r/1-m.txt") == expected
+    assert _with_output(command, "m.txt", "/r/1-m.txt") == expected
 
 
 @pytest.mark.parametrize("command", [["p", "--output", "m.txt.bak"], ["p", "--out=x/m.txt"], ["p"]])
 def test_a_command_that_does_not_name_the_output_is_left_as_it_is(command):
-    assert check._with_output(command, "m.txt", "/r/1-m.txt") is None  # a fixed name
+    assert _with_output(command, "m.txt", "/r/1-m.txt") is None  # a fixed name
 
 
 def _writes(text: str, status: int = 0) -> list[str]:
@@ -437,7 +439,7 @@ def _gone(pids: list[int], within: float = 5.0) -> bool:
 @pytest.mark.parametrize("mode", ["hang", "stubborn"])
 def test_a_run_past_its_timeout_is_stopped_with_its_children(env, tmp_path, monkeypatch, mode):
     """SIGTERM to the whole process group; SIGKILL after the grace period if ignored."""
-    monkeypatch.setattr(check, "KILL_GRACE", 0.5)
+    monkeypatch.setattr(sys.modules["reprodl.check.run"], "KILL_GRACE", 0.5)
     env["FAKE_PIDS"] = str(tmp_path / "pids")
     start = time.monotonic()
     with pytest.raises(SubprocessError) as info:
@@ -543,7 +545,7 @@ def test_a_command_that_cannot_run_is_a_usage_error(env, command, message):
     ],
 )
 def test_thread_counts_switch_between_one_and_two(monkeypatch, name, plain, cores, changes, pin):
-    monkeypatch.setattr(check, "_cores", lambda: cores)
+    monkeypatch.setattr(plan, "_cores", lambda: cores)
     v = check.variation(name, plain)
     names = (
         ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS")
@@ -569,16 +571,16 @@ def test_thread_counts_switch_between_one_and_two(monkeypatch, name, plain, core
     ],
 )
 def test_the_isa_cap_moves_to_a_neighbour(monkeypatch, best, cap, new, pin):
-    monkeypatch.setattr(check, "_best_isa", lambda: best)
+    monkeypatch.setattr(plan, "_best_isa", lambda: best)
     plain = {} if cap is None else {"ONEDNN_MAX_CPU_ISA": cap}
     v = check.variation("isa", plain)
     assert (v.changes, v.before, v.pin) == ((("ONEDNN_MAX_CPU_ISA", new),), (cap,), pin)
 
 
 def test_an_isa_that_cannot_vary_is_a_note(monkeypatch):
-    monkeypatch.setattr(check, "_best_isa", lambda: None)
+    monkeypatch.setattr(plan, "_best_isa", lambda: None)
     assert check.variation("isa", {}).startswith("isa: this CPU (")
-    monkeypatch.setattr(check, "_best_isa", lambda: "SSE41")
+    monkeypatch.setattr(plan, "_best_isa", lambda: "SSE41")
     assert check.variation("isa", {}) == (
         "isa: this CPU has no other instruction set for oneDNN than SSE41"
     )

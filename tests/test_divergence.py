@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -333,3 +334,19 @@ def test_corrupt_checkpoint_and_missing_checkpoints(digits, tmp_path):
     )
     with pytest.raises(RecordError, match="no checkpoints"):
         divergence.bisect(a, b, data=digits)
+
+
+def test_a_replay_in_its_own_process_fails_with_its_stderr_or_is_stopped_at_its_timeout(tmp_path):
+    """The child is ``python -m reprodl replay``: a missing record fails at once; a record it
+    cannot finish reading (a FIFO nobody writes) hangs until the timeout stops it."""
+    from types import SimpleNamespace
+
+    from reprodl.errors import SubprocessError
+
+    missing = SimpleNamespace(source=str(tmp_path / "missing.json"), name="run a")
+    with pytest.raises(SubprocessError, match=r"replaying run a failed \(exit status 2\)"):
+        divergence.replay_in_subprocess(missing, 0, 1)
+    os.mkfifo(tmp_path / "hangs.json")
+    hangs = SimpleNamespace(source=str(tmp_path / "hangs.json"), name="run b")
+    with pytest.raises(SubprocessError, match=r"replaying run b took more than 2 s and was stop"):
+        divergence.replay_in_subprocess(hangs, 0, 1, timeout=2)

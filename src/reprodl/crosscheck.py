@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -27,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reprodl import _io, cpu, runtime, schemas
+from reprodl import _io, _proc, cpu, runtime, schemas
 from reprodl.errors import CrossCheckError, UsageError
 
 FORMAT = "reprodl.crosscheck"
@@ -278,7 +277,9 @@ def run_setting(
 
     ``emulate`` names a QEMU CPU model; the interpreter then runs under ``qemu-x86_64``, or,
     with a ``geometry``, under the cache-geometry emulator presenting those cache sizes.
-    Raises :class:`CrossCheckError` with the child's last stderr lines when it fails.
+    The interpreter runs in a process group of its own (:mod:`reprodl._proc`), stopped as a
+    whole after ``timeout`` seconds. Raises :class:`CrossCheckError` with the child's last stderr
+    lines when it fails, and when it times out.
     """
     command = _child_command(setting, cases)
     env = _child_env()
@@ -297,10 +298,9 @@ def run_setting(
     where = f"under qemu -cpu {emulate}" if emulate else "natively"
     if geometry:
         where += f" ({geometry.describe()})"
-    try:
-        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise CrossCheckError(f"{setting.name} {where} took more than {timeout:.0f} s") from None
+    proc = _proc.run(command, env=env, timeout=timeout)
+    if proc.timed_out:
+        raise CrossCheckError(f"{setting.name} {where} took more than {timeout:.0f} s")
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines or len(lines) != len(cases) + 1:
         tail = "\n".join(
@@ -315,17 +315,20 @@ def run_setting(
 
 
 def onednn_kernels(
-    cases: Sequence[Case], setting: Setting | None = None
+    cases: Sequence[Case], setting: Setting | None = None, *, timeout: float = 1800
 ) -> tuple[list[dict[str, Any]], dict[str, frozenset[str]]]:
     """Run ``cases`` in one fresh interpreter on this CPU under ``setting`` (default: the pins)
     with ``ONEDNN_VERBOSE=1``: their results (as :func:`run_setting` gives them) and the oneDNN
-    kernels each ran, as ``primitive,implementation,propagation``."""
+    kernels each ran, as ``primitive,implementation,propagation``. A run that fails or takes
+    more than ``timeout`` seconds raises :class:`CrossCheckError`."""
     setting = setting or PINNED
     command = _child_command(setting, cases)
     env = {**_child_env(), "ONEDNN_VERBOSE": "1"}
-    proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
+    proc = _proc.run(command, env=env, timeout=timeout)
+    names = ", ".join(c.name for c in cases)
+    if proc.timed_out:
+        raise CrossCheckError(f"{names} with ONEDNN_VERBOSE=1 took more than {timeout:.0f} s")
     if proc.returncode != 0:
-        names = ", ".join(c.name for c in cases)
         raise CrossCheckError(f"{names} with ONEDNN_VERBOSE=1 failed:\n{proc.stderr[-2000:]}")
     results: list[dict[str, Any]] = []
     kernels: dict[str, frozenset[str]] = {}

@@ -68,7 +68,6 @@ import argparse
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -81,12 +80,11 @@ from typing import Any
 
 import numpy as np
 
-from reprodl import _io, fingerprint
+from reprodl import _io, _proc, fingerprint
 from reprodl import _tf as _private
 from reprodl.batches import IndexStream
 from reprodl.data import Split, to_float
 from reprodl.errors import SettingsError, SubprocessError, UsageError
-from reprodl.fresh_process import stderr_tail
 from reprodl.seeds import derive_seeds
 from reprodl.training.results import Evaluation, TrainingRecord
 from reprodl.training.state import VariableInfo, state_variables
@@ -550,25 +548,65 @@ class WorkerExit:
     seconds: float
 
 
-def _stop(procs: Sequence[subprocess.Popen], grace: float = GRACE_SECONDS) -> None:
-    """SIGTERM every live worker's process group, then SIGKILL what is left after ``grace``."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        live = [p for p in procs if p.poll() is None]
-        for p in live:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(p.pid, sig)
-        deadline = time.monotonic() + grace
-        while any(p.poll() is None for p in live) and time.monotonic() < deadline:
-            time.sleep(0.05)
-    for p in procs:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(p.pid, signal.SIGKILL)  # anything the worker itself started
-        p.wait()
+def _cluster_ports(n: int, ports: Sequence[int] | None) -> Sequence[int]:
+    """``ports`` (checked: one per worker, each free), or ``n`` free ones."""
+    if not isinstance(n, int) or n < 1:
+        raise UsageError(f"n must be a positive int, got {n!r}")
+    if ports is None:
+        return free_ports(n)
+    if len(ports) != n:
+        raise UsageError(f"{n} workers need {n} ports, got {len(ports)}")
+    for port in ports:
+        check_port_free(port)
+    return ports
 
 
-def _read(fh: Any) -> str:
-    fh.seek(0)
-    return fh.read().decode("utf-8", errors="replace")
+def _worker_environments(
+    ports: Sequence[int], env: Mapping[str, str] | None
+) -> list[dict[str, str]]:
+    """Each worker's environment: this one with the pins, ``env`` and its ``TF_CONFIG``."""
+    base = {**os.environ, **_runtime.REPRODUCIBLE_ENV, **(env or {})}
+    # gRPC would send 127.0.0.1 through an HTTP proxy named in the environment
+    base["no_grpc_proxy"] = "127.0.0.1,localhost"
+    return [{**base, "TF_CONFIG": tf_config(ports, i)} for i in range(len(ports))]
+
+
+def _start_and_supervise(
+    argv: Sequence[str],
+    envs: Sequence[Mapping[str, str]],
+    logs: Sequence[tuple[Any, Any]],
+    timeout: float,
+) -> _proc.Supervision:
+    """Start one worker per environment (``{index}`` in ``argv`` replaced), stdout and stderr
+    into ``logs``, and supervise them (:func:`reprodl._proc.supervise`)."""
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for i, (env, (out, err)) in enumerate(zip(envs, logs, strict=True)):
+            worker_argv = [a.replace("{index}", str(i)) for a in argv]
+            procs.append(_proc.start(worker_argv, env=env, stdout=out, stderr=err))
+    except BaseException:
+        _proc.stop_groups(procs, GRACE_SECONDS)  # a worker could not start: stop the others
+        raise
+    return _proc.supervise(procs, timeout, grace=GRACE_SECONDS)
+
+
+def _raise_for_failure(
+    exits: Sequence[WorkerExit], ended: _proc.Supervision, timeout: float
+) -> None:
+    """:class:`SubprocessError` for the worker that failed, or for those that hung."""
+    n = len(exits)
+    if ended.failed is not None:
+        w = exits[ended.failed]
+        raise SubprocessError(
+            f"worker {w.index} of {n} exited with status {w.returncode}; the others were "
+            f"stopped. The end of its stderr:\n{_proc.stderr_tail(w.stderr)}"
+        )
+    if ended.hung:
+        raise SubprocessError(
+            f"worker(s) {', '.join(map(str, ended.hung))} of {n} did not finish within "
+            f"{timeout:g} s and were stopped. The end of worker {ended.hung[0]}'s stderr:\n"
+            f"{_proc.stderr_tail(exits[ended.hung[0]].stderr)}"
+        )
 
 
 def launch_workers(
@@ -583,24 +621,11 @@ def launch_workers(
     index) with ``TF_CONFIG`` for a cluster on 127.0.0.1, each in its own process group.
 
     Waits up to ``timeout`` seconds. When a worker fails, or time runs out, every other worker is
-    stopped (SIGTERM, then SIGKILL) and :class:`SubprocessError` names the worker, its exit status
-    and the end of its stderr. ``ports`` (default: free ones) must be free: :class:`UsageError`.
+    stopped (SIGTERM, then SIGKILL after :data:`GRACE_SECONDS`) and :class:`SubprocessError`
+    names the worker, its exit status and the end of its stderr. ``ports`` (default: free ones)
+    must be free: :class:`UsageError`.
     """
-    if not isinstance(n, int) or n < 1:
-        raise UsageError(f"n must be a positive int, got {n!r}")
-    if ports is None:
-        ports = free_ports(n)
-    elif len(ports) != n:
-        raise UsageError(f"{n} workers need {n} ports, got {len(ports)}")
-    for port in ports:
-        check_port_free(port)
-    base = {**os.environ, **_runtime.REPRODUCIBLE_ENV, **(env or {})}
-    # gRPC would send 127.0.0.1 through an HTTP proxy named in the environment
-    base["no_grpc_proxy"] = "127.0.0.1,localhost"
-    procs: list[subprocess.Popen] = []
-    ended: dict[int, float] = {}
-    failed: int | None = None
-    start = time.monotonic()
+    envs = _worker_environments(_cluster_ports(n, ports), env)
     with contextlib.ExitStack() as files:
         logs = [
             (
@@ -609,45 +634,14 @@ def launch_workers(
             )
             for _ in range(n)
         ]
-        try:
-            for i, (out, err) in enumerate(logs):
-                procs.append(
-                    subprocess.Popen(
-                        [a.replace("{index}", str(i)) for a in argv],
-                        env={**base, "TF_CONFIG": tf_config(ports, i)},
-                        stdout=out,
-                        stderr=err,
-                        stdin=subprocess.DEVNULL,
-                        start_new_session=True,
-                    )
-                )
-            while failed is None and len(ended) < n and time.monotonic() - start <= timeout:
-                time.sleep(0.05)
-                for i, p in enumerate(procs):
-                    if i not in ended and p.poll() is not None:
-                        ended[i] = time.monotonic() - start
-                        if p.returncode != 0:
-                            failed = i
-                            break
-        finally:
-            _stop(procs)
+        ended = _start_and_supervise(argv, envs, logs, timeout)
         exits = [
-            WorkerExit(i, p.returncode, _read(o), _read(e), ended.get(i, time.monotonic() - start))
-            for i, (p, (o, e)) in enumerate(zip(procs, logs, strict=True))
+            WorkerExit(i, code, _proc.read_text(out), _proc.read_text(err), seconds)
+            for i, (code, seconds, (out, err)) in enumerate(
+                zip(ended.returncodes, ended.seconds, logs, strict=True)
+            )
         ]
-    if failed is not None:
-        w = exits[failed]
-        raise SubprocessError(
-            f"worker {failed} of {n} exited with status {w.returncode}; the others were "
-            f"stopped. The end of its stderr:\n{stderr_tail(w.stderr)}"
-        )
-    hung = [i for i in range(n) if i not in ended]
-    if hung:
-        raise SubprocessError(
-            f"worker(s) {', '.join(map(str, hung))} of {n} did not finish within {timeout:g} s "
-            f"and were stopped. The end of worker {hung[0]}'s stderr:\n"
-            f"{stderr_tail(exits[hung[0]].stderr)}"
-        )
+    _raise_for_failure(exits, ended, timeout)
     return exits
 
 

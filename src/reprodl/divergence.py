@@ -37,7 +37,6 @@ from reprodl import runtime as _runtime  # noqa: F401  (pins the process before 
 import os
 import random
 import shlex
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -48,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from reprodl import fingerprint, records
+from reprodl import _proc, fingerprint, records
 from reprodl.errors import RecordError, SubprocessError, UsageError
 from reprodl.records import RunRecord
 
@@ -630,16 +629,26 @@ def _load_replay(path: str | os.PathLike[str], where: str) -> Replay:
         return Replay(start, end, z["losses"], names, states, where)
 
 
-def replay_in_subprocess(rec: RunRecord, start: int, end: int, reason: str = "") -> Replay:
-    """:func:`replay` in a fresh ``python -m reprodl replay`` process (own thread settings)."""
+#: Seconds a replay in a process of its own may take before it is stopped.
+REPLAY_TIMEOUT = 1800.0
+
+
+def replay_in_subprocess(
+    rec: RunRecord, start: int, end: int, reason: str = "", *, timeout: float = REPLAY_TIMEOUT
+) -> Replay:
+    """:func:`replay` in a fresh ``python -m reprodl replay`` process (own thread settings), in a
+    process group of its own that is stopped after ``timeout`` seconds
+    (:class:`SubprocessError`)."""
     if not rec.source:
         raise RecordError("a record must be saved to a file to be replayed in another process")
     with tempfile.TemporaryDirectory(prefix="reprodl-replay-") as tmp:
         out = Path(tmp) / "replay.npz"
         argv = ["-m", "reprodl", "replay", rec.source, "--start", str(start), "--end", str(end)]
-        proc = subprocess.run(
-            [sys.executable, *argv, "--out", str(out)], capture_output=True, text=True
-        )
+        proc = _proc.run([sys.executable, *argv, "--out", str(out)], timeout=timeout)
+        if proc.timed_out:
+            raise SubprocessError(
+                f"replaying {rec.name} {proc.status}; the end of its stderr:\n{proc.tail()}"
+            )
         if proc.returncode != 0:
             raise SubprocessError(
                 f"replaying {rec.name} failed (exit status {proc.returncode}):\n{proc.stderr}"

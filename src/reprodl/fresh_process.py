@@ -25,13 +25,13 @@ from reprodl import runtime as _runtime  # noqa: F401  (pins the process before 
 
 # isort: split
 import os
-import subprocess
 import sys
 import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from reprodl import _proc
 from reprodl.errors import SubprocessError, UsageError
 
 #: The category name :func:`reprodl.runtime.setup` warns with; :func:`warning_lines` looks for it.
@@ -63,10 +63,7 @@ class SnippetResult:
 
 def stderr_tail(stderr: str | bytes | None, lines: int = STDERR_TAIL_LINES) -> str:
     """The last ``lines`` non-blank lines of a child's stderr (``(no stderr)`` when empty)."""
-    if isinstance(stderr, bytes):
-        stderr = stderr.decode("utf-8", errors="replace")
-    kept = [line.rstrip() for line in (stderr or "").splitlines() if line.strip()]
-    return "\n".join(kept[-lines:]) if kept else "(no stderr)"
+    return _proc.stderr_tail(stderr, lines)
 
 
 def snippet_env(env: Mapping[str, str] | None = None, unset: Sequence[str] = ()) -> dict[str, str]:
@@ -89,29 +86,22 @@ def run_snippet(
     """Run ``code`` (dedented) with ``python -c`` in a new interpreter and return its output.
 
     ``args`` follow the code on the command line (the child's ``sys.argv[1:]``). The child
-    inherits this process's environment, changed by ``env`` and ``unset``. A child that runs
-    longer than ``timeout`` seconds is killed and raises :class:`SubprocessError`; so does a
+    inherits this process's environment, changed by ``env`` and ``unset``; it runs in a process
+    group of its own (:mod:`reprodl._proc`), stopped as a whole when it ends. A child that runs
+    longer than ``timeout`` seconds is stopped and raises :class:`SubprocessError`; so does a
     non-zero exit with ``check=True`` (the message quotes the end of the child's stderr).
     """
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-c", textwrap.dedent(code), *args],
-            env=snippet_env(env, unset),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
+    argv = [sys.executable, "-c", textwrap.dedent(code), *args]
+    proc = _proc.run(argv, env=snippet_env(env, unset), timeout=timeout)
+    if proc.timed_out:
         raise SubprocessError(
             f"the child process took more than {timeout:g} s and was stopped; the end of its "
-            f"stderr:\n{stderr_tail(exc.stderr)}"
-        ) from None
-    result = SnippetResult(proc.stdout, proc.stderr, proc.returncode)
-    if check and proc.returncode != 0:
+            f"stderr:\n{stderr_tail(proc.stderr)}"
+        )
+    result = SnippetResult(proc.stdout, proc.stderr, int(proc.returncode or 0))
+    if check and not proc.ok:
         raise SubprocessError(
-            f"the child process exited with status {proc.returncode}; the end of its stderr:\n"
-            f"{stderr_tail(proc.stderr)}"
+            f"the child process {proc.status}; the end of its stderr:\n{stderr_tail(proc.stderr)}"
         )
     return result
 
