@@ -645,16 +645,18 @@ def test_the_cli_prints_the_verdict_and_progress(monkeypatch, capsys):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["check"], "python -m reprodl: error: check: no command to run: put it after --, e.g. "
+        (["check"], "python -m reprodl check: error: no command to run: put it after --, e.g. "
          "check -- python train.py"),
-        (["check", "--"], "python -m reprodl: error: check: no command to run: put it after --, "
+        (["check", "--"], "python -m reprodl check: error: no command to run: put it after --, "
          "e.g. check -- python train.py"),
         (["check", "--runs", "1", "--", "x"], "python -m reprodl check: error: argument --runs: "
          "expected at least 2 runs to compare, got '1'"),
         (["check", "--vary", "threads,speed", "--", "x"], "python -m reprodl check: error: "
          "argument --vary: expected threads, hash-seed, isa, order (or a comma list), got 'speed'"),
         (["check", "--vary", "isa", "--vary", "threads,isa", "--", "x"],
-         "python -m reprodl: error: check: --vary isa is given twice"),
+         "python -m reprodl check: error: --vary isa is given twice"),
+        (["check", "--", "no-such-command-reprodl", "--flag"],
+         "python -m reprodl check: error: command not found: no-such-command-reprodl"),
         (["check", "--timeout", "0", "--", "x"], "python -m reprodl check: error: argument "
          "--timeout: expected a positive number, got '0'"),
     ],
@@ -666,8 +668,6 @@ def test_cli_usage_errors_exit_2(argv, message, capsys):
 
 
 def test_cli_errors_are_one_line_and_status_2(capsys):
-    assert main(["check", "--", "no-such-command-reprodl", "--flag"]) == 2
-    assert capsys.readouterr() == ("", "error: command not found: no-such-command-reprodl\n")
     assert main(["check", "--", *FAKE, "fail"]) == 2
     assert capsys.readouterr() == (
         "",
