@@ -605,20 +605,6 @@ def test_a_plain_run_changes_nothing():
     assert plain.environment({"A": "1"}) == {"A": "1"}
 
 
-def test_the_caller_environment_undoes_only_the_import_pins():
-    startup = {"PATH": "/bin", "TF_NUM_INTRAOP_THREADS": "4", "OMP_NUM_THREADS": "1"}
-    pins = {"TF_NUM_INTRAOP_THREADS": "1", "OMP_NUM_THREADS": "1", "ONEDNN_MAX_CPU_ISA": "AVX2"}
-    current = {**startup, **pins, "LATER": "x"}
-    assert check.caller_environment(startup, current, pins) == {
-        "PATH": "/bin",
-        "TF_NUM_INTRAOP_THREADS": "4",  # the caller's value, back
-        "OMP_NUM_THREADS": "1",  # the caller had the pinned value already
-        "LATER": "x",  # set after the import: kept
-    }
-    changed_later = {**current, "ONEDNN_MAX_CPU_ISA": "AVX"}  # changed since: not a pin
-    assert check.caller_environment(startup, changed_later, pins)["ONEDNN_MAX_CPU_ISA"] == "AVX"
-
-
 # --- the command line ---------------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from support import run_python, synthetic_record
 
-from reprodl import cli, divergence, records
+from reprodl import cli, records
 from reprodl.cli import main
 from reprodl.errors import (
     CheckpointError,
@@ -26,6 +26,7 @@ from reprodl.errors import (
     SubprocessError,
     UsageError,
 )
+from reprodl.record import compare as comparing
 
 # --- usage errors (argparse and the CLI's own checks): exit 2, usage and one error line --------
 
@@ -257,7 +258,7 @@ def test_a_bug_is_not_a_usage_error(tmp_path, monkeypatch, capsys):
     def broken(a, b):
         raise KeyError("a bug inside compare")
 
-    monkeypatch.setattr(divergence, "compare", broken)
+    monkeypatch.setattr(comparing, "compare", broken)
     a = records.save(synthetic_record(), tmp_path / "a.json")
     with pytest.raises(KeyError, match="a bug inside compare"):
         main(["compare", str(a), str(a)])
@@ -267,9 +268,10 @@ def test_a_bug_is_not_a_usage_error(tmp_path, monkeypatch, capsys):
 def test_a_bug_in_a_fresh_process_exits_1_with_its_traceback(tmp_path):
     """``python -m reprodl``: the interpreter prints the traceback (status 1, not 2)."""
     code = (
-        "import sys; from reprodl import cli, divergence\n"
+        "import sys; from reprodl import cli\n"
+        "from reprodl.record import compare as comparing\n"
         "def broken(a, b): raise KeyError('a bug inside compare')\n"
-        "divergence.compare = broken\n"
+        "comparing.compare = broken\n"
         "sys.exit(cli.main(['compare', 'a.json', 'b.json']))\n"
     )
     result = run_python("-c", code)

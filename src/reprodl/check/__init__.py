@@ -45,12 +45,15 @@ comparison, the likely cause and the advice). Nothing here pins the process at i
 
 from __future__ import annotations
 
+import sys
+import types
+from collections.abc import Sequence
+from typing import Any
+
 # The names outside ``__all__`` stay importable from here, as before the split.
 from reprodl.check.plan import (
     PERTURBATIONS,
-    STARTUP_ENV,
     Variation,
-    caller_environment,
     plan_runs,  # noqa: F401
     variation,
 )
@@ -65,15 +68,24 @@ from reprodl.check.run import (
 )
 from reprodl.check.verdict import CheckResult, Outcome, OutputDiff, Run
 
+
+class _CallableModule(types.ModuleType):
+    """This module, callable: ``reprodl.check(command, ...)`` is :func:`run`, so the package's
+    top-level name works both as the module (``reprodl.check.run``) and as the function."""
+
+    def __call__(self, command: Sequence[str], **options: Any) -> CheckResult:
+        return run(command, **options)
+
+
+sys.modules[__name__].__class__ = _CallableModule
+
 __all__ = [
     "PERTURBATIONS",
-    "STARTUP_ENV",
     "CheckResult",
     "Outcome",
     "OutputDiff",
     "Run",
     "Variation",
-    "caller_environment",
     "record_once",
     "run",
     "variation",

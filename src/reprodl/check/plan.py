@@ -13,13 +13,6 @@ from dataclasses import dataclass
 
 from reprodl.errors import UsageError
 
-#: The environment when :mod:`reprodl.check` was first imported. :mod:`reprodl.cli` imports it
-#: before :mod:`reprodl.runtime` pins the process, so there it is the caller's (see
-#: :func:`caller_environment`). The package imports nothing that pins at import time.
-#:
-#: :meta hide-value:
-STARTUP_ENV: dict[str, str] = dict(os.environ)
-
 #: What ``--vary`` can change, one extra run each.
 PERTURBATIONS = ("threads", "hash-seed", "isa", "order")
 
@@ -52,21 +45,6 @@ _ADVICE = {
         "PYTHONHASHSEED={pin} python ...; a script cannot set it for itself)",
     ),
 }
-
-
-def caller_environment(
-    startup: Mapping[str, str], current: Mapping[str, str], pins: Mapping[str, str]
-) -> dict[str, str]:
-    """The caller's environment: ``current`` with the values :mod:`reprodl.runtime` pinned when it
-    was imported (``pins``, where ``startup`` had another value or none) put back as they were."""
-    env = dict(current)
-    for name, pinned in pins.items():
-        if env.get(name) == pinned and startup.get(name) != pinned:
-            if name in startup:
-                env[name] = startup[name]
-            else:
-                del env[name]
-    return env
 
 
 # --- what each run changes -------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """The verdict of a check: each run compared with run 1 (its record step by step, its output
 file line by line), the first difference, and its likely cause with advice.
 
-Records are compared by :func:`reprodl.divergence.compare`, imported when needed: nothing here
+Records are compared by :func:`reprodl.record.compare.compare`, imported when needed: nothing here
 pins the process or loads NumPy at import time.
 """
 
@@ -15,7 +15,7 @@ from reprodl.errors import RecordError
 
 if TYPE_CHECKING:
     from reprodl.check.plan import Variation
-    from reprodl.divergence import Comparison
+    from reprodl.record.compare import Comparison
     from reprodl.records import RunRecord
 
 #: How many characters of a differing output line the report shows.
@@ -141,12 +141,12 @@ def _position(c: Comparison) -> str:
 
 def _compare(first: Run, other: Run, output: str | None) -> Outcome:
     """Compare ``other`` with ``first``: the records if they wrote them, the outputs likewise."""
-    from reprodl import divergence
+    from reprodl.record.compare import compare
 
     outcome = Outcome(other)
     if first.record is not None and other.record is not None:
         try:
-            outcome.comparison = divergence.compare(first.record, other.record)
+            outcome.comparison = compare(first.record, other.record)
         except RecordError as exc:
             outcome.incomparable = str(exc).partition("cannot be compared: ")[2] or str(exc)
     if output is not None and first.output is not None and other.output is not None:

@@ -1,4 +1,5 @@
-"""``compare A B`` and ``bisect A B``: where two run records diverge (:mod:`reprodl.divergence`)."""
+"""``compare A B`` and ``bisect A B``: where two run records diverge
+(:mod:`reprodl.record.compare`, :mod:`reprodl.training.replay`)."""
 
 from __future__ import annotations
 
@@ -43,11 +44,12 @@ def add_parser(sub: _args.Subparsers, common: argparse.ArgumentParser) -> None:
 
 def compare(args: argparse.Namespace) -> int:
     """Print the comparison (and write the map); 0 identical, 1 diverged."""
-    from reprodl import divergence
+    from reprodl.record import compare as comparing
+    from reprodl.record import digest_map
 
-    result = divergence.compare(args.run_a, args.run_b)
+    result = comparing.compare(args.run_a, args.run_b)
     if args.plot:
-        divergence.write_map(result.a, result.b, args.plot)
+        digest_map.write_map(result.a, result.b, args.plot)
     print(result)
     if args.plot:
         print(f"map {args.plot}")
@@ -56,9 +58,9 @@ def compare(args: argparse.Namespace) -> int:
 
 def bisect(args: argparse.Namespace) -> int:
     """Print the comparison and the bisection; 0 identical, 1 diverged."""
-    from reprodl import divergence
+    from reprodl.training import replay
 
-    result = divergence.bisect(args.run_a, args.run_b, isolate=True)
+    result = replay.bisect(args.run_a, args.run_b, isolate=True)
     if result.diverged:
         print(result.comparison)
     print(result)

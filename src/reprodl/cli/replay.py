@@ -33,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Replay steps ``start+1..end`` of the record and save the states for ``bisect``."""
-    from reprodl import divergence, records, runtime, training
+    from reprodl import records, runtime, training
+    from reprodl.training import replay
 
     rec = records.load(args.record)
     if rec.replay_problem is not None:
@@ -41,8 +42,8 @@ def run(args: argparse.Namespace) -> int:
     spec = training.RunSpec.from_dict(rec.meta["run"]).resolved()
     runtime.setup(spec.seed, op_determinism=spec.op_determinism)
     training.apply_process_settings(spec)
-    rep = divergence.replay(rec, args.start, args.end)
-    divergence.save_replay(rep, args.out)
+    rep = replay.replay(rec, args.start, args.end)
+    replay.save_replay(rep, args.out)
     return 0
 
 
