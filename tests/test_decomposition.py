@@ -298,3 +298,32 @@ def test_decompose_with_missing_data_exits_1(tmp_path):
     )  # fmt: skip
     assert result.returncode == 1 and "nowhere" in result.stderr
     assert not (tmp_path / "r.json").exists()
+
+
+def test_the_record_keeps_the_runs_settings_and_base_seed_not_its_seeds():
+    from reprodl.training import RunSpec
+
+    spec = RunSpec(model="mlp", seed=7, steps=5, batch_size=10).resolved()
+    stored = decomposition.record_spec(spec, base=3)
+    assert list(stored) == [*decomposition.SPEC_KEYS, "base"]
+    assert stored["base"] == 3 and stored["steps"] == 5 and stored["model"] == "mlp"
+    assert "seed" not in stored
+
+
+def test_open_plan_resumes_only_a_record_that_exists(tmp_path):
+    spec = {
+        "model": "mlp",
+        "steps": 2,
+        "batch_size": 10,
+        "optimizer": "adam",
+        "learning_rate": 1e-3,
+        "schedule": "constant",
+        "dropout": 0.2,
+        "base": 0,
+    }
+    path = tmp_path / "d.json"
+    record, resumed = decomposition.open_plan(spec, [1, 2], ["init"], path)
+    assert not resumed and record.runs == []
+    decomposition.save(record, path)
+    again, resumed = decomposition.open_plan(spec, [1, 2, 3], ["init"], path)
+    assert resumed and again.seeds == [1, 2, 3]

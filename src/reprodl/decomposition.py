@@ -50,7 +50,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import numpy as np
 
@@ -59,6 +59,10 @@ from reprodl.env import report
 from reprodl.errors import RecordError, UsageError
 from reprodl.experiments import run_in_condition
 from reprodl.seeds import CONDITIONS, Seeds, seeds_for
+
+if TYPE_CHECKING:
+    from reprodl.data import Mnist
+    from reprodl.training import RunSpec, SeedRunner
 
 FORMAT = "reprodl.decomposition"
 VERSION = 1
@@ -200,6 +204,50 @@ def merge_plan(old: Decomposition, fresh: Decomposition) -> Decomposition:
     meta["seeds"] = old.seeds + [s for s in fresh.seeds if s not in old.seeds]
     meta["conditions"] = old.conditions + [c for c in fresh.conditions if c not in old.conditions]
     return Decomposition(meta=meta, runs=list(old.runs))
+
+
+#: The training settings a decomposition record stores (``meta.spec``), besides the base seed.
+SPEC_KEYS = ("model", "steps", "batch_size", "optimizer", "learning_rate", "schedule", "dropout")
+
+
+def record_spec(spec: RunSpec, base: int) -> dict[str, Any]:
+    """The training settings a record stores: the resolved ``spec``'s, less what each run varies
+    (its seeds) or the runs cannot change, plus the ``base`` seed."""
+    values = spec.to_dict()
+    return {**{key: values[key] for key in SPEC_KEYS}, "base": base}
+
+
+def open_plan(
+    spec: Mapping[str, Any],
+    seeds: Sequence[int],
+    conditions: Sequence[str],
+    path: str | os.PathLike[str],
+    *,
+    command: Sequence[str] | None = None,
+) -> tuple[Decomposition, bool]:
+    """The record to fill and whether it resumes one: a new plan, merged into the record at
+    ``path`` when there is one (:class:`RecordError` if they did not run the same way)."""
+    record = new(spec, seeds, conditions, command=command)
+    if not Path(path).exists():
+        return record, False
+    return merge_plan(load(path), record), True
+
+
+def runner_for(spec: RunSpec, mnist: Mnist) -> SeedRunner:
+    """The runner that trains ``spec`` once per set of seeds and scores it on the test split."""
+    from reprodl import training
+
+    kwargs = {} if spec.dropout is None else {"dropout": spec.dropout}
+    return training.SeedRunner(
+        spec.model,
+        mnist.train,
+        {"test": mnist.test},
+        steps=spec.steps,
+        batch_size=spec.batch_size,
+        learning_rate=spec.learning_rate,
+        schedule=spec.schedule,
+        **kwargs,
+    )
 
 
 def run(

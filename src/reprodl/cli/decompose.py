@@ -6,15 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from reprodl.cli import _args
 from reprodl.errors import UsageError
 
 if TYPE_CHECKING:
-    from reprodl.data import Mnist
     from reprodl.decomposition import Decomposition, RecordedRun
-    from reprodl.training import RunSpec, SeedRunner
 
 
 def add_parser(sub: _args.Subparsers, common: argparse.ArgumentParser) -> None:
@@ -68,7 +66,12 @@ def run(args: argparse.Namespace) -> int:
     runtime.setup(args.base)
     mnist = data.load_mnist(args.data)
     spec = _args.with_epochs(spec, args, len(mnist.train))
-    record = _record(args, record_spec(spec, args.base), path)
+    conditions = args.conditions or list(decomposition.CONDITIONS)
+    record, resumed = decomposition.open_plan(
+        decomposition.record_spec(spec, args.base), args.seeds, conditions, path, command=args.argv
+    )
+    if resumed:
+        print(f"resuming {path}: {len(record.runs)} runs recorded")
     print(
         f"model {spec.model}, {spec.steps} steps of batch {spec.batch_size}, "
         f"{spec.optimizer} lr {spec.learning_rate:g}"
@@ -77,48 +80,11 @@ def run(args: argparse.Namespace) -> int:
     )
     for done in record.runs:  # what a resumed record already holds
         report_run(done)
-    decomposition.run(_runner(spec, mnist), record, path=path, on_run=report_run)
+    decomposition.run(decomposition.runner_for(spec, mnist), record, path=path, on_run=report_run)
     print_spread(record)
     print(f"record {path}")
     print(f"{len(record.runs)} runs took {record.seconds() / 60:.1f} min", file=sys.stderr)
     return 0
-
-
-def record_spec(spec: RunSpec, base: int) -> dict[str, Any]:
-    """The training settings a decomposition record stores: the resolved ``spec``'s, less what
-    each run varies (its seeds) or the runs cannot change, plus the ``base`` seed."""
-    keys = ("model", "steps", "batch_size", "optimizer", "learning_rate", "schedule", "dropout")
-    values = spec.to_dict()
-    return {**{key: values[key] for key in keys}, "base": base}
-
-
-def _record(args: argparse.Namespace, spec: dict[str, Any], path: Path) -> Decomposition:
-    """The record to fill: a new plan, merged into the one at ``path`` when resuming it."""
-    from reprodl import decomposition, seeds
-
-    conditions = args.conditions or list(seeds.CONDITIONS)
-    record = decomposition.new(spec, args.seeds, conditions, command=args.argv)
-    if path.exists():
-        record = decomposition.merge_plan(decomposition.load(path), record)
-        print(f"resuming {path}: {len(record.runs)} runs recorded")
-    return record
-
-
-def _runner(spec: RunSpec, mnist: Mnist) -> SeedRunner:
-    """The runner that trains ``spec`` once per set of seeds and scores it on the test split."""
-    from reprodl import training
-
-    kwargs = {} if spec.dropout is None else {"dropout": spec.dropout}
-    return training.SeedRunner(
-        spec.model,
-        mnist.train,
-        {"test": mnist.test},
-        steps=spec.steps,
-        batch_size=spec.batch_size,
-        learning_rate=spec.learning_rate,
-        schedule=spec.schedule,
-        **kwargs,
-    )
 
 
 def report_run(run: RecordedRun) -> None:

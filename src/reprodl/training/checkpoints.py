@@ -24,17 +24,6 @@ from reprodl.batches import IndexStream, StreamState
 from reprodl.errors import CheckpointError
 from reprodl.training.state import state_arrays, state_variables
 
-__all__ = [
-    "CHECKPOINT_NAME",
-    "Checkpoint",
-    "CheckpointError",
-    "capture_checkpoint",
-    "checkpoint_path",
-    "load_checkpoint",
-    "restore_checkpoint",
-    "save_checkpoint",
-]
-
 #: Name of the checkpoint file of a step inside a checkpoint folder.
 CHECKPOINT_NAME = "step_{:08d}.npz"
 CHECKPOINT_FORMAT = "reprodl.checkpoint"
