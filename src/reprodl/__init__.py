@@ -24,7 +24,7 @@ __version__ = "0.1.0"
 #: Each public name and the module it lives in; loaded on first use.
 _LAZY: dict[str, tuple[str, str]] = {
     "RecordRun": ("reprodl.keras", "RecordRun"),
-    "load_record": ("reprodl.records", "load"),
+    "load_record": ("reprodl.record.runrecord", "load"),
     "compare": ("reprodl.record.compare", "compare"),
     "setup": ("reprodl.runtime", "setup"),
     "environment_line": ("reprodl.runtime", "environment_line"),
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from reprodl import check, runtime
     from reprodl.keras import RecordRun
     from reprodl.record.compare import compare
-    from reprodl.records import load as load_record
+    from reprodl.record.runrecord import load as load_record
     from reprodl.runtime import environment_line, environment_report, setup
 
 

@@ -123,7 +123,7 @@ def fresh_entropy() -> None:
     It is a simulation, not a fresh process: TensorFlow keeps a global seed (a random one), which a
     new process does not have and which op determinism needs, and with a global seed Keras 3.15's
     ``fit(shuffle=True)`` repeats one order in every epoch. For runs that must be unseeded in every
-    respect, start a new interpreter (:mod:`reprodl.fresh_process`, as chapter 1 does).
+    respect, start a new interpreter (:mod:`reprodl.book.fresh_process`, as chapter 1 does).
     """
     import keras
 

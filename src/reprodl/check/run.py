@@ -22,7 +22,7 @@ from reprodl.check.verdict import CheckResult, Run, _compare
 from reprodl.errors import RecordError, SubprocessError, UsageError
 
 if TYPE_CHECKING:
-    from reprodl.records import RunRecord
+    from reprodl.record.runrecord import RunRecord
 
 #: Where a run's :class:`reprodl.keras.RecordRun` writes its record, and its digest interval.
 RECORD_VARIABLE = "REPRODL_RECORD"
@@ -161,10 +161,10 @@ def _raise_for_status(run: Run, result: _proc.Result, log: Path | None) -> None:
 
 def _load_record(run: Run, path: Path) -> RunRecord:
     """The record a run wrote; an error if it cannot be read or says it was interrupted."""
-    from reprodl import records
+    from reprodl.record import runrecord
 
     try:
-        record = records.load(path)
+        record = runrecord.load(path)
     except RecordError as exc:
         raise RecordError(f"{run.name} wrote a run record that cannot be read: {exc}") from None
     record.source = run.short  # the verdict names runs, not temporary files

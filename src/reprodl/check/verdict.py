@@ -16,7 +16,7 @@ from reprodl.errors import RecordError
 if TYPE_CHECKING:
     from reprodl.check.plan import Variation
     from reprodl.record.compare import Comparison
-    from reprodl.records import RunRecord
+    from reprodl.record.runrecord import RunRecord
 
 #: How many characters of a differing output line the report shows.
 LINE_LIMIT = 200
@@ -216,7 +216,7 @@ class CheckResult:
 def _evidence(first: Run, output: str | None) -> str:
     """What the runs agree on (as run 1 shows it): steps and fingerprint, and the output file's
     size and hash."""
-    from reprodl import fingerprint
+    from reprodl.record import fingerprint
 
     parts: list[str] = []
     if first.record is not None:

@@ -3,7 +3,8 @@ check, env (and replay).
 
 ``train`` prints only deterministic lines on stdout (loss, accuracy, fingerprint), so two runs can
 be compared with ``diff``; the wall-clock time goes to stderr. With ``--record FILE`` it also saves
-a run record (:mod:`reprodl.records`), with ``--checkpoint-every K`` checkpoints for ``bisect``.
+a run record (:mod:`reprodl.record.runrecord`), with ``--checkpoint-every K`` checkpoints for
+``bisect``.
 ``--replicas K`` trains the MLP data-parallel under ``MirroredStrategy`` over K logical CPUs,
 ``--workers K`` under ``MultiWorkerMirroredStrategy`` with K local processes
 (:mod:`reprodl.distributed`); the global batch is split evenly, and the record's ``meta.run``
@@ -14,8 +15,8 @@ says how (such records can be compared, not replayed).
 (:func:`reprodl.divergence.plot_map`).
 
 ``crosscheck`` runs a battery of short trainings natively and on emulated CPUs and says, per
-setting of the pins, which CPUs give the same bits (:mod:`reprodl.crosscheck`); exit status 1 when
-the pinned setting differs between CPUs, 2 when a run failed (the other CPUs' records are still
+setting of the pins, which CPUs give the same bits (:mod:`reprodl.book.crosscheck`); exit status 1
+when the pinned setting differs between CPUs, 2 when a run failed (the other CPUs' records are still
 written) or a record is unusable.
 
 ``check [options] -- COMMAND ...`` runs a user's training command several times in fresh

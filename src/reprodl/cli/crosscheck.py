@@ -1,4 +1,5 @@
-"""``crosscheck``: the cross-CPU battery, natively and on emulated CPUs (:mod:`reprodl.crosscheck`).
+"""``crosscheck``: the cross-CPU battery, natively and on emulated CPUs
+(:mod:`reprodl.book.crosscheck`).
 
 Exit status 1 when the pinned setting differs between CPUs, 2 when a run failed (the other CPUs'
 records are still written) or a record is unusable.
@@ -68,7 +69,7 @@ class Plan:
 
 def plan(args: argparse.Namespace) -> Plan:
     """The battery the options name; :class:`UsageError` for a bad name or combination."""
-    from reprodl import crosscheck as cc
+    from reprodl.book import crosscheck as cc
 
     if args.settings:
         settings = [cc.Setting.parse(name) for name in args.settings.split(",")]
@@ -100,7 +101,7 @@ def plan(args: argparse.Namespace) -> Plan:
 
 def run(args: argparse.Namespace) -> int:
     """Run the battery, print and save each CPU's record, then the agreement and the verdict."""
-    from reprodl import crosscheck as cc
+    from reprodl.book import crosscheck as cc
 
     todo = plan(args)
     new: list[dict] = []
@@ -133,8 +134,8 @@ def run(args: argparse.Namespace) -> int:
 
 def print_record(record: dict[str, Any]) -> None:
     """One CPU's record: its label and cache sizes, then one line per setting and case."""
-    from reprodl import crosscheck as cc
-    from reprodl.cpu import short_size
+    from reprodl.book import crosscheck as cc
+    from reprodl.env.cpu import short_size
 
     c = record["cpu"]
     sizes = f"L1d {short_size(c.get('l1d'))}, L2 {short_size(c.get('l2'))}"
@@ -149,7 +150,7 @@ def print_record(record: dict[str, Any]) -> None:
 def save_merged(record: dict[str, Any], folder: str) -> Path:
     """Save ``record`` into ``folder`` under its CPU's name; an earlier run's record on the same
     CPU keeps what it measured that this one lacks."""
-    from reprodl import crosscheck as cc
+    from reprodl.book import crosscheck as cc
 
     path = Path(folder) / f"{cc.slug(record)}.json"
     if path.exists():
@@ -161,7 +162,7 @@ def save_merged(record: dict[str, Any], folder: str) -> Path:
 def verdict(recs: list[dict[str, Any]]) -> tuple[list[str], bool]:
     """The agreement table of ``recs`` and the pinned setting's verdict (lines to print, with
     the blank lines between), and whether the pinned setting is exact on every CPU."""
-    from reprodl import crosscheck as cc
+    from reprodl.book import crosscheck as cc
 
     rows = cc.agreement(recs)
     pinned_ok = all(a.exact for a in rows if a.setting == cc.PINNED.name)

@@ -33,10 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     """Replay steps ``start+1..end`` of the record and save the states for ``bisect``."""
-    from reprodl import records, runtime, training
+    from reprodl import runtime, training
+    from reprodl.record import runrecord
     from reprodl.training import replay
 
-    rec = records.load(args.record)
+    rec = runrecord.load(args.record)
     if rec.replay_problem is not None:
         raise RecordError(f"{rec.name}: {rec.replay_problem}")
     spec = training.RunSpec.from_dict(rec.meta["run"]).resolved()

@@ -103,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
 
         return _parallel.run(args)
     spec = spec_of(args)
-    from reprodl import data, records, runtime, training
+    from reprodl import data, runtime, training
+    from reprodl.record import runrecord
 
     runtime.setup(args.seed, op_determinism=not args.no_op_determinism)
     training.apply_process_settings(spec)  # before any TensorFlow op runs
@@ -119,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print_report(args, spec, record, training.evaluate(model, mnist.test))
     if args.record:
-        records.save_run(
+        runrecord.save_run(
             spec=spec,
             result=record,
             path=args.record,
@@ -147,7 +148,7 @@ def print_report(
     args: argparse.Namespace, spec: RunSpec, record: TrainingRecord, test: Evaluation
 ) -> None:
     """Print the deterministic lines of ``train``: settings, loss, accuracy, fingerprint."""
-    from reprodl import fingerprint
+    from reprodl.record import fingerprint
 
     print(
         f"model {spec.model}, seed {spec.seed}, {spec.steps} steps of batch {spec.batch_size}, "

@@ -7,14 +7,14 @@
 
     model.fit(x, y, callbacks=[RecordRun("run.json")])     # or RecordRun(): $REPRODL_RECORD
 
-The record (:mod:`reprodl.records`, format version 2, ``meta.source`` ``"keras"``) holds each
-step's loss and, before the first step, every ``every`` steps and after the last, the SHA-256 of
-every variable of the run's state: the model's weights, its random generators' states (a Dropout
+The record (:mod:`reprodl.record.runrecord`, format version 2, ``meta.source`` ``"keras"``) holds
+each step's loss and, before the first step, every ``every`` steps and after the last, the SHA-256
+of every variable of the run's state: the model's weights, its random generators' states (a Dropout
 layer's ``seed_generator_state``) and the optimizer's variables (its iteration counter, learning
-rate and slots such as Adam's moments). Names are stable across processes: the model's variables
-are named as :func:`reprodl.training.state.state_variables` names them (``model/layer/variable``),
-an optimizer slot after the variable it belongs to (``optimizer/mlp/hidden_1/kernel/momentum``),
-the optimizer's own variables ``optimizer/iteration``, ``optimizer/learning_rate``. Several ``fit``
+rate and slots such as Adam's moments). Names are stable across processes: the model's variables are
+named as :func:`reprodl.record.state.state_variables` names them (``model/layer/variable``), an
+optimizer slot after the variable it belongs to (``optimizer/mlp/hidden_1/kernel/momentum``), the
+optimizer's own variables ``optimizer/iteration``, ``optimizer/learning_rate``. Several ``fit``
 calls with one callback (a loop of ``fit(epochs=1)``) continue one record: the steps keep counting
 and the file is rewritten (atomically) at the end of each.
 
@@ -85,7 +85,7 @@ from typing import Any
 from reprodl.errors import UsageError
 from reprodl.keras._interrupts import Interrupts, reason_of
 from reprodl.keras._recording import Recording
-from reprodl.records import RunRecord
+from reprodl.record.runrecord import RunRecord
 
 __all__ = ["DEFAULT_EVERY", "ENV_EVERY", "ENV_PATH", "RecordRun"]
 

@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from reprodl import records
 from reprodl.errors import UsageError
+from reprodl.record import runrecord
 
 #: ``meta.loss`` of a record whose losses are what Keras logged.
-LOGS = records.LOSS_KINDS[1]
+LOGS = runrecord.LOSS_KINDS[1]
 
 
 class _LossHook:

@@ -1,6 +1,6 @@
 """One run's record while ``fit`` runs: each step's loss, the state's digests every ``every`` steps,
-a partial record settled at a state it can vouch for, and the :class:`~reprodl.records.RunRecord`
-built and written from them."""
+a partial record settled at a state it can vouch for, and the
+:class:`~reprodl.record.runrecord.RunRecord` built and written from them."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 
-from reprodl import fingerprint, records
 from reprodl.errors import UsageError
 from reprodl.keras import _state
 from reprodl.keras._loss_hook import StepLoss
-from reprodl.records import RunRecord
+from reprodl.record import fingerprint, runrecord
+from reprodl.record.runrecord import RunRecord
 
 _log = logging.getLogger("reprodl")
 
@@ -178,7 +178,7 @@ class Recording:
         steps = self.steps
         weights = [d["name"] for d, _ in self._vars if d["kind"] == "weight"]
         digests = {s: d for s, d in sorted(self._digests.items()) if s <= steps}
-        meta = records.run_meta(
+        meta = runrecord.run_meta(
             **self._meta,
             steps=steps,
             digest_every=self.every,
@@ -202,5 +202,5 @@ class Recording:
             _log.warning("RecordRun: no step recorded, no record written to %s", self.path)
             return
         record = self._build()
-        records.save(record, self.path)
+        runrecord.save(record, self.path)
         self.record = record

@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from reprodl import fingerprint
 from reprodl.env import report
-from reprodl.training.state import state_variables, unique_name
+from reprodl.record import fingerprint
+from reprodl.record.state import state_variables, unique_name
 
 #: One variable of the state: its record entry (``name``, ``shape``, ``dtype``, ``kind``) and
 #: the variable itself.

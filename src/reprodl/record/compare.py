@@ -1,11 +1,11 @@
 """Where two run records part: the first step, the first variable, and how large the gap grows.
 
-:func:`compare` reads two run records (:mod:`reprodl.records`: the package's loop or the Keras
-callback :class:`reprodl.keras.RecordRun` wrote them) and reports the first step whose loss differs
-(bit for bit), the last recorded step where every variable still agrees, the first one where some
-do not, which variable comes first, and the loss difference at every step. Losses compare by their
-bits: two NaNs with the same bits are equal, a NaN against a number is a difference whose size is
-undefined (NaN), and the report says which side is NaN.
+:func:`compare` reads two run records (:mod:`reprodl.record.runrecord`: the package's loop or the
+Keras callback :class:`reprodl.keras.RecordRun` wrote them) and reports the first step whose loss
+differs (bit for bit), the last recorded step where every variable still agrees, the first one where
+some do not, which variable comes first, and the loss difference at every step. Losses compare by
+their bits: two NaNs with the same bits are equal, a NaN against a number is a difference whose size
+is undefined (NaN), and the report says which side is NaN.
 
 Part of the toolkit: importing it never pins and never changes the caller's process.
 ``python -m reprodl compare A B`` prints the same report.
@@ -21,15 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from reprodl import fingerprint, records
-from reprodl.records import RunRecord
+from reprodl.record import fingerprint, runrecord
+from reprodl.record.runrecord import RunRecord
 
 #: How many variable names a report lists before it says "...".
 LIST_LIMIT = 6
 
 
 def _fmt(x: float) -> str:
-    from reprodl.fingerprint import format_float
+    from reprodl.record.fingerprint import format_float
 
     return format_float(x)
 
@@ -114,7 +114,7 @@ class Comparison:
             f"A: {a.name}",
             f"B: {b.name}",
             f"model {a.meta['model']}, {a.steps} steps; state digests at steps "
-            f"{records.steps_text(self.digest_steps)}",
+            f"{runrecord.steps_text(self.digest_steps)}",
         ]
         out += self._note_lines()
         if meta:
@@ -213,9 +213,9 @@ def compare(
 ) -> Comparison:
     """Compare two run records (objects or files) step by step, bit for bit;
     :class:`RecordError` if they cannot be compared."""
-    a = a if isinstance(a, RunRecord) else records.load(a)
-    b = b if isinstance(b, RunRecord) else records.load(b)
-    records.check_comparable(a, b)
+    a = a if isinstance(a, RunRecord) else runrecord.load(a)
+    b = b if isinstance(b, RunRecord) else runrecord.load(b)
+    runrecord.check_comparable(a, b)
     fa, fb = _flatten(a.meta), _flatten(b.meta)
     keys = list(fa) + [k for k in fb if k not in fa]
     meta_diff = [(k, fa.get(k), fb.get(k)) for k in keys if fa.get(k) != fb.get(k)]

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from reprodl import records
 from reprodl.errors import UsageError
-from reprodl.records import RunRecord
+from reprodl.record import runrecord
+from reprodl.record.runrecord import RunRecord
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -88,8 +88,8 @@ def digest_map(
     """Which variables of two run records (objects or files) have the same digest at each
     recorded step; see :class:`DigestMap`. Unlike :func:`compare`, records of different lengths
     or digest steps are mapped too (a partial record's missing steps are "not recorded")."""
-    a = a if isinstance(a, RunRecord) else records.load(a)
-    b = b if isinstance(b, RunRecord) else records.load(b)
+    a = a if isinstance(a, RunRecord) else runrecord.load(a)
+    b = b if isinstance(b, RunRecord) else runrecord.load(b)
     names = a.variable_names + [n for n in b.variable_names if n not in a.variable_names]
     steps = sorted(set(a.digests) | set(b.digests))
     cells = np.full((len(names), len(steps)), NOT_RECORDED, dtype=np.int8)
@@ -118,7 +118,7 @@ def plot_map(
     notebook, assign the result (``fig = divergence.plot_map(a, b)``); elsewhere save it with
     ``fig.savefig(...)`` or ``python -m reprodl compare A B --plot map.png``.
     """
-    from reprodl import plots  # matplotlib loads only here: the module itself stays light
+    from reprodl.book import plots  # matplotlib loads only here: the module itself stays light
 
     dmap = a if isinstance(a, DigestMap) else digest_map(a, b)
     first, first_variable = dmap.first_step, dmap.first_variable
@@ -141,7 +141,8 @@ def write_map(
     :class:`~reprodl.errors.UsageError`, raised before any drawing where it can be foreseen."""
     import matplotlib.pyplot as plt
 
-    from reprodl import _io, plots
+    from reprodl import _io
+    from reprodl.book import plots
 
     path = Path(path)
     if path.is_dir():

@@ -4,10 +4,11 @@ The package's parts, one job each: :mod:`~reprodl.training.spec` (``RunSpec``, v
 what it builds), :mod:`~reprodl.training.loop` (the compiled step, ``train``, ``evaluate``,
 ``fit_quietly``), :mod:`~reprodl.training.lanes` (the step's big layers cut into pieces that the
 two inter-op threads run side by side, with the bits of the whole layers),
-:mod:`~reprodl.training.state` (a model's variables and their digests),
 :mod:`~reprodl.training.checkpoints` (the checkpoint format), :mod:`~reprodl.training.results`
 (``TrainingRecord``, ``Evaluation``) and :mod:`~reprodl.training.runner` (runs from a spec;
-``SeedRunner``, many seeds through one traced step).
+``SeedRunner``, many seeds through one traced step). A model's variables and their digests
+(``VariableInfo``, ``state_variables``, ...) live in the toolkit, :mod:`reprodl.record.state`;
+their names are offered here too.
 
 The names below are loaded from their modules on first use, so that importing one part (the
 NumPy network imports ``results``) does not load the others.
@@ -18,7 +19,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-#: The public names, by the module they live in (the one list: ``__all__`` comes from it).
+#: The public names, by the module they live in (the one list: ``__all__`` comes from it): a
+#: module of this package, or one named by its full path.
 _MODULES: dict[str, tuple[str, ...]] = {
     "checkpoints": (
         "CHECKPOINT_NAME",
@@ -41,7 +43,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "run",
     ),
     "spec": ("SCHEDULES", "RunSpec", "build", "make_optimizer", "optimizer_for"),
-    "state": ("VariableInfo", "state_arrays", "state_digests", "state_variables"),
+    "reprodl.record.state": ("VariableInfo", "state_arrays", "state_digests", "state_variables"),
 }
 _HOME = {name: module for module, names in _MODULES.items() for name in names}
 __all__ = sorted(_HOME)
@@ -51,7 +53,8 @@ def __getattr__(name: str) -> Any:
     """Import the module of ``name`` on first use (PEP 562)."""
     if name not in _HOME:
         raise AttributeError(f"module 'reprodl.training' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"reprodl.training.{_HOME[name]}"), name)
+    module = _HOME[name] if "." in _HOME[name] else f"reprodl.training.{_HOME[name]}"
+    value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 

@@ -22,7 +22,7 @@ import numpy as np
 from reprodl._io import atomic_write
 from reprodl.batches import IndexStream, StreamState
 from reprodl.errors import CheckpointError
-from reprodl.training.state import state_arrays, state_variables
+from reprodl.record.state import state_arrays, state_variables
 
 #: Name of the checkpoint file of a step inside a checkpoint folder.
 CHECKPOINT_NAME = "step_{:08d}.npz"

@@ -34,10 +34,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from reprodl import _proc, fingerprint, records
+from reprodl import _proc
 from reprodl.errors import RecordError, SubprocessError
+from reprodl.record import fingerprint, runrecord
 from reprodl.record.compare import Comparison, compare, difference_text
-from reprodl.records import RunRecord
+from reprodl.record.runrecord import RunRecord
 
 if TYPE_CHECKING:
     from reprodl.data import Split
@@ -77,7 +78,7 @@ def record(
         checkpoint_every=checkpoint_every,
         checkpoint_dir=folder if checkpoint_every else None,
     )
-    return records.save_run(
+    return runrecord.save_run(
         spec=spec,
         result=trec,
         path=path,
@@ -345,8 +346,8 @@ def bisect(
     this process does not have; ``True`` always does (``data`` must then be MNIST's); ``False``
     never does. ``data`` is the training split for in-process replays (default: MNIST's).
     """
-    a = a if isinstance(a, RunRecord) else records.load(a)
-    b = b if isinstance(b, RunRecord) else records.load(b)
+    a = a if isinstance(a, RunRecord) else runrecord.load(a)
+    b = b if isinstance(b, RunRecord) else runrecord.load(b)
     for rec in (a, b):
         _check_replayable(rec)
     cmp = compare(a, b)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from reprodl.training.state import VariableInfo
+from reprodl.record.state import VariableInfo
 
 
 @dataclass
