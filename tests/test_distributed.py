@@ -127,6 +127,118 @@ def test_taken_port_is_refused_before_any_worker_starts(tmp_path):
     assert not marker.exists()
 
 
+def _worker_result(index: int, **changes) -> dict:
+    """A worker's result as a worker writes it (trainer 'loop', 2 steps, a test count)."""
+    variables = [
+        {"name": "mlp/hidden_1/kernel", "shape": [784, 8], "dtype": "float32", "kind": "weight"},
+        {"name": "mlp/dropout_1/seed_state", "shape": [2], "dtype": "int64", "kind": "rng"},
+    ]
+    digests = {
+        str(step): {"mlp/hidden_1/kernel": "a" * 64, "mlp/dropout_1/seed_state": f"{index}" * 64}
+        for step in (0, 2)
+    }
+    result = {
+        "worker": index,
+        "replicas": 2,
+        "trainer": "loop",
+        "losses": [2.25, 2.0],
+        "fingerprint": "f" * 64,
+        "build_seconds": 0.2,
+        "first_step_seconds": 0.5,
+        "seconds_per_step": 0.01,
+        "variables": variables,
+        "digests": digests,
+        "test": {"correct": 7, "total": 10},
+        "strategy_seconds": 0.1,
+        "versions": {"tensorflow": "2.21.0"},
+    }
+    return {**result, **changes}
+
+
+def _write_results(folder: Path, *results) -> Path:
+    for i, result in enumerate(results):
+        path = folder / f"worker_{i}.json"
+        path.write_text(result if isinstance(result, str) else json.dumps(result))
+    return folder / "worker_{index}.json"
+
+
+def test_worker_results_are_read_back_and_make_worker_0s_record(tmp_path):
+    out = _write_results(tmp_path, _worker_result(0), _worker_result(1))
+    results = distributed.read_worker_results(out, 2)
+    assert [r["worker"] for r in results] == [0, 1]
+    record, test = distributed.workers_record(results)
+    assert (test.correct, test.total) == (7, 10)
+    assert record.final_digest == "f" * 64 and sorted(record.digests) == []
+    assert record.losses.dtype == np.float32 and record.losses.tolist() == [2.25, 2.0]
+    assert [v.kind for v in record.variables] == ["weight", "rng"]
+    assert record.final_digests["mlp/dropout_1/seed_state"] == "0" * 64  # worker 0's own
+
+
+@pytest.mark.parametrize(
+    ("second", "message"),
+    [
+        ('{"worker": 1, "losses": [', r"worker 1's result .*worker_1\.json: not valid JSON"),
+        (None, r"worker 1's result .*worker_1\.json: no such file"),
+        (
+            _worker_result(1, digests=None),
+            r"^worker 1's result: field 'digests' has the wrong type \(null None; expected obj",
+        ),
+        (
+            {k: v for k, v in _worker_result(1).items() if k != "variables"},
+            r"^worker 1's result: missing field 'variables'$",
+        ),
+        (_worker_result(1, fingerprint="f00d"), r"^worker 1's result: field 'fingerprint' must"),
+        (_worker_result(1, losses=[2.25, "NaN"]), r"^worker 1's result: field 'losses\[1\]' has"),
+        (_worker_result(1, surprise=1), r"^worker 1's result: unknown field 'surprise'$"),
+        (_worker_result(0), r"^worker 1's result .*worker_1\.json says it is worker 0$"),
+    ],
+)
+def test_a_corrupt_worker_result_names_the_worker(tmp_path, second, message):
+    results = [_worker_result(0)] + ([] if second is None else [second])
+    out = _write_results(tmp_path, *results)
+    with pytest.raises(SubprocessError, match=message):
+        distributed.read_worker_results(out, 2)
+
+
+def test_workers_record_checks_its_results_and_that_the_workers_agree():
+    broken = {k: v for k, v in _worker_result(1).items() if k != "trainer"}
+    with pytest.raises(SubprocessError, match=r"^worker 1's result: missing field 'trainer'$"):
+        distributed.workers_record([_worker_result(0), broken])
+    with pytest.raises(SubprocessError, match="the workers disagree: worker 0 ended with"):
+        distributed.workers_record([_worker_result(0), _worker_result(1, losses=[2.25, 2.5])])
+    fit = {k: v for k, v in _worker_result(0, trainer="fit").items() if k != "digests"}
+    with pytest.raises(SubprocessError, match="only trainer 'loop' with a test split"):
+        distributed.workers_record([fit])
+
+
+def test_run_meta_says_how_the_global_batch_was_split():
+    from reprodl.training import RunSpec
+
+    spec = RunSpec(model="mlp", steps=4, batch_size=100, dropout=0.5).resolved()
+    meta = distributed.run_meta(spec, replicas=2, workers=2)
+    assert meta == {
+        **spec.to_dict(),
+        "replicas": 2,
+        "workers": 2,
+        "feed": "values",
+        "dropout_masks": "per_replica",
+    }
+    assert distributed.run_meta(spec, replicas=2)["workers"] == 1
+
+
+def test_save_for_workers_writes_what_a_worker_loads(tmp_path):
+    from reprodl.data import Mnist
+
+    train, test = synthetic_digits(30), synthetic_digits(20, seed=1)
+    mnist = Mnist(train=train, validation=test, test=test, full_train=train, source="synthetic")
+    path = distributed.save_for_workers(mnist, tmp_path / "mnist.npz")
+    assert path == tmp_path / "mnist.npz"
+    loaded_train, loaded_test = distributed._load_split(str(path))
+    assert np.array_equal(loaded_train.images, train.images)
+    assert np.array_equal(loaded_train.labels, train.labels)
+    assert loaded_test is not None and np.array_equal(loaded_test.labels, test.labels)
+
+
 # Worker 0 starts a grandchild and waits; worker 1 fails (or waits too: the timeout case).
 SLEEPER = """
 import json, subprocess, sys, time

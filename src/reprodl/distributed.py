@@ -1,62 +1,29 @@
 """Data-parallel training with ``tf.distribute``, bit for bit: many replicas, one process or many.
 
 :func:`set_logical_cpus` splits the CPU into logical devices (before TensorFlow starts);
-:func:`train_replicated` trains the book's MLP under ``MirroredStrategy`` with a custom loop: one
-global batch in the seeded order of :class:`~reprodl.batches.IndexStream`, split evenly between
-the replicas (explicitly with ``experimental_distribute_values_from_function``, or through
-``experimental_distribute_dataset`` with a pinned ``AutoShardPolicy``), the loss scaled by the
-global batch. :func:`launch_workers` starts local worker processes with ``TF_CONFIG`` (127.0.0.1
-only) and stops them all when one fails or hangs; ``python -m reprodl.distributed worker`` trains
-under ``MultiWorkerMirroredStrategy`` and writes a JSON result.
+:func:`train_replicated` trains the book's MLP under ``MirroredStrategy``: one global batch per
+step in the seeded order of :class:`~reprodl.batches.IndexStream`, split evenly between the
+replicas, trained with the pieces of :mod:`reprodl.training.loop` (the step's loss, gradient and
+update, the loop, the state digests, the evaluation). :func:`run_workers` trains it under
+``MultiWorkerMirroredStrategy`` in K local processes (:func:`launch_workers`: ``TF_CONFIG`` on
+127.0.0.1, every worker stopped when one fails or hangs); each writes a JSON result (schema
+``distributed_worker``, read back by :func:`read_worker_results`).
 
-Measured here (TensorFlow 2.21.0, Keras 3.15.1, 2-core CPU, the package's pins):
+Measured here (TensorFlow 2.21.0, Keras 3.15.1, 2-core CPU, the package's pins), shown in
+chapter 12 and tested in ``tests/test_distributed.py`` and ``tests/test_cli_replicas.py``:
 
-- Dropout masks per replica. A ``Dropout`` layer built in ``strategy.scope()`` draws statelessly
-  from its ``SeedGenerator``, whose state is a ``MirroredVariable`` (aggregation ``NONE``): each
-  replica holds a copy that starts at ``[seed, 0]`` and advances by one per call on its own.
-  ``Dropout(0.5, seed=123)`` on ``ones((4, 8))`` under ``strategy.run`` over 2 logical CPUs gave
-  the *same* mask on both replicas, at step 1 and at step 2 (both states went ``[123, 1]``, then
-  ``[123, 2]``): every replica drops the same units of its own examples. :func:`seed_replicas`
-  gives replica ``r > 0`` its own state ``[derive_seeds([seed, REPLICA_KEY, r])[0], 0]`` (replica
-  0 keeps the layer's seed, so it draws what a one-replica run draws); afterwards the masks
-  differed between replicas, and two runs gave the same bits (``dropout_masks="per_replica"``,
-  the default; ``"shared"`` keeps Keras' behaviour). The per-replica states are not mirrored any
-  more: a checkpoint of the model saves replica 0's state only. ``r`` is the *global* replica id,
-  so each worker of ``MultiWorkerMirroredStrategy`` seeds its own replica (before that, every
-  worker kept the layer's seed and 2 workers with dropout trained other bits than 2 replicas);
-  2 workers with ``Dropout(0.5)`` now give the bits of 2 replicas.
-- Op determinism in the distributed path: :func:`train_replicated` turns it on and the loop
-  (also the worker's) checks it (:func:`require_op_determinism`). On CPU, the ops TensorFlow
-  lists as nondeterministic on GPU (``unsorted_segment_sum``, ``segment_sum``,
-  ``sparse_dense_matmul``, ``bincount``, ``adjust_contrast``, ``scatter_nd``, ``gather``'s
-  gradient) ran without error under ``strategy.run`` with op determinism on: they have
-  deterministic CPU kernels. What fails loudly there, as on one device, is a random op without
-  a seed (``RandomUniform`` with ``seed=seed2=0``): ``InvalidArgumentError: When determinism is
-  enabled, random ops must have a seed specified``; with op determinism off the same step runs.
-- Bits: with the same global batch (100) in the same order, 1 and 2 replicas train different bits
-  (the gradient is summed from two halves; the weights differ after step 1), each identical run
-  to run in fresh processes; 1 replica gives the bits of the single-device ``train`` (MLP, real
-  MNIST, 20 steps); 2
-  replicas fed explicitly or through ``experimental_distribute_dataset`` (``AutoShardPolicy.DATA``)
-  gave the same bits, and so did 2 workers under ``MultiWorkerMirroredStrategy``
-  (``tests/test_distributed.py``). Speed (MLP, 200 steps, 2 cores shared with other work): about 1.4
-  ms per step with 1 replica, 2.7-2.8 ms with 2 (3.9-4.1 ms through the dataset), 8-9 ms with 2
-  worker processes, whose set-up took 0.1-1.9 s for the strategy, 0.2 s to build the model (its
-  first collectives) and 0.4-0.6 s for the first step, after about 5 s of interpreter and TensorFlow
-  start.
-- Keras ``fit`` under ``MultiWorkerMirroredStrategy`` **fails** here, even with the model built and
-  compiled inside ``strategy.scope()``, a batched ``tf.data.Dataset`` with ``AutoShardPolicy.DATA``
-  and ``steps_per_epoch`` (``python -m reprodl.distributed worker --trainer fit``, 2 workers):
-  ``ValueError: Attempt to convert a value (PerReplica:{...}) with an unsupported type (<class
-  'tensorflow.python.distribute.values.PerReplica'>) to a Tensor.`` The cause (from the traceback
-  and the sources): before the first step Keras' ``_maybe_symbolic_build``
-  (``keras/src/backend/tensorflow/trainer.py``) calls ``strategy.reduce("MEAN", batch)`` on the
-  whole ``(x, y)`` tuple of the first distributed batch; ``CollectiveAllReduceExtended._reduce_to``
-  unwraps a single ``PerReplica`` but not a tuple of them, and with 2 workers hands the tuple to
-  ``convert_to_tensor``. The same ``fit`` under ``MirroredStrategy`` over 2 logical CPUs works (one
-  worker: the reduce is local). The custom loop (:func:`train_replicated`, the worker's default
-  ``--trainer loop``) is the way: 2 workers gave each other's bits, and the same bits as 2 replicas
-  of ``MirroredStrategy`` in one process (MLP, synthetic data, global batch 100).
+- 1 and 2 replicas with the same global batch train different bits (the gradient is summed from
+  two halves), each identical run to run; 1 replica gives the bits of the single-device ``train``;
+  2 replicas fed explicitly or through ``experimental_distribute_dataset``
+  (``AutoShardPolicy.DATA``), and 2 workers, give the same bits.
+- Keras gives every replica the same dropout masks; :func:`seed_replicas` gives each its own.
+- With op determinism on, an unseeded random op fails loudly in a replica's step
+  (:func:`require_op_determinism`); the ops TensorFlow lists as nondeterministic on GPU have
+  deterministic CPU kernels.
+- Keras ``fit`` fails under ``MultiWorkerMirroredStrategy`` (``trainer="fit"``, kept because
+  chapter 12 runs it; the cause: ``tools/probes/fit_multiworker.py``); the custom loop works.
+- Speed (MLP, 200 steps, 2 shared cores): about 1.4 ms per step with 1 replica, 2.7-2.8 ms with
+  2 (3.9-4.1 ms through the dataset), 8-9 ms with 2 worker processes.
 """
 
 from __future__ import annotations
@@ -73,30 +40,37 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from reprodl import _io, _proc, fingerprint
+from reprodl import _io, _proc, fingerprint, schemas
 from reprodl import _tf as _private
 from reprodl.batches import IndexStream
 from reprodl.data import Split, to_float
 from reprodl.errors import SettingsError, SubprocessError, UsageError
 from reprodl.seeds import derive_seeds
+from reprodl.training.loop import apply_step, evaluate, loss_function, run_steps
 from reprodl.training.results import Evaluation, TrainingRecord
-from reprodl.training.state import VariableInfo, state_variables
+from reprodl.training.state import VariableInfo, state_digests, state_variables
+
+if TYPE_CHECKING:
+    from reprodl.data import Mnist
+    from reprodl.training.spec import RunSpec
 
 #: Key under which a replica's dropout seed is derived from the layer's: ``[seed, KEY, replica]``.
 REPLICA_KEY = 2
 #: How the global batch reaches the replicas: explicit slices, or a distributed ``tf.data``.
 FEEDS = ("values", "dataset")
-#: ``dropout_masks`` choices: Keras' default (every replica the same masks) or one per replica.
+#: ``dropout_masks`` choices: one stream per replica, or Keras' default (all the same masks).
 DROPOUT_MASKS = ("per_replica", "shared")
 #: Seconds a stopped worker gets between SIGTERM and SIGKILL.
 GRACE_SECONDS = 3.0
+#: The schema of a worker's JSON result (:mod:`reprodl.schemas`).
+WORKER_SCHEMA = "distributed_worker"
 
 
 def _tf() -> Any:
@@ -147,6 +121,11 @@ def seed_replicas(model: Any, strategy: Any) -> list[list[int]]:
     r])[0], 0]``, replica 0 keeps ``[s, 0]``. ``r`` is the global replica id: under
     ``MultiWorkerMirroredStrategy`` worker ``w`` holds replicas ``w * local ...`` (so K workers
     draw what K replicas in one process draw); the seeds returned are this process's.
+
+    Measured: without it, ``Dropout(0.5, seed=123)`` under ``strategy.run`` over 2 logical CPUs
+    drew the same mask on both replicas at every step (both states went ``[123, 1]``, then
+    ``[123, 2]``). Afterwards the states are not mirrored any more: a checkpoint of the model
+    saves replica 0's state only.
     """
     resolver = getattr(strategy, "cluster_resolver", None)
     task = int(getattr(resolver, "task_id", None) or 0)
@@ -212,10 +191,18 @@ def training_record(run: ReplicatedRun) -> TrainingRecord:
 
 def workers_record(results: Sequence[Mapping[str, Any]]) -> tuple[TrainingRecord, Evaluation]:
     """Worker 0's run (its :class:`~reprodl.training.TrainingRecord` and test count) from the
-    results :func:`run_workers` returns; :class:`SubprocessError` unless every worker reached
-    the same fingerprint, losses and weight digests (each worker's random generator states are
-    its own replica's: only the weights must agree)."""
+    results :func:`run_workers` returns; :class:`SubprocessError` for a result that does not have
+    the schema's structure, or unless every worker reached the same fingerprint, losses and
+    weight digests (each worker's random generator states are its own replica's: only the
+    weights must agree)."""
+    for i, r in enumerate(results):
+        check_worker_result(r, f"worker {i}")
     first = results[0]
+    if first["trainer"] != "loop" or "test" not in first:
+        raise SubprocessError(
+            "worker 0's result has no digests or no test count: only trainer 'loop' with a test "
+            "split in its data makes a record"
+        )
     weights = [v["name"] for v in first["variables"] if v["kind"] == "weight"]
 
     def agreed(r: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -238,6 +225,32 @@ def workers_record(results: Sequence[Mapping[str, Any]]) -> tuple[TrainingRecord
     return _record(first["losses"], first["fingerprint"], variables, digests), test
 
 
+def check_worker_result(result: Any, where: str) -> None:
+    """:class:`SubprocessError` ``"WHERE's result: problem"`` unless ``result`` has the structure
+    of a worker's result (schema :data:`WORKER_SCHEMA`)."""
+    schemas.check(result, WORKER_SCHEMA, f"{where}'s result", error=SubprocessError)
+
+
+def read_worker_results(out: str | os.PathLike[str], n: int) -> list[dict[str, Any]]:
+    """The results of workers ``0 .. n-1``, read from ``out`` (``{index}``: the worker's index)
+    and checked: :class:`SubprocessError` naming the worker and its file when one is missing,
+    not JSON, or not a worker's result."""
+    results = []
+    for i in range(n):
+        path = str(out).replace("{index}", str(i))
+        try:
+            result = _io.read_json(path, error=SubprocessError)
+        except SubprocessError as exc:
+            raise SubprocessError(f"worker {i}'s result {exc}") from None
+        check_worker_result(result, f"worker {i}")
+        if result["worker"] != i:
+            raise SubprocessError(
+                f"worker {i}'s result {path} says it is worker {result['worker']}"
+            )
+        results.append(result)
+    return results
+
+
 def _slices(idx: np.ndarray, replicas: int) -> list[np.ndarray]:
     per = len(idx) // replicas
     return [idx[r * per : (r + 1) * per] for r in range(replicas)]
@@ -254,21 +267,28 @@ def _check_batch(batch_size: int, replicas: int, steps: int) -> None:
 
 
 def _step_function(strategy: Any, model: Any, optimizer: Any, global_batch: int) -> Any:
-    """A compiled step: every replica's loss on its slice, scaled by the global batch, and one
-    optimizer update with the gradients summed over replicas; returns the global mean loss."""
-    import keras
+    """A compiled step over one distributed ``(x, y)`` global batch; returns the global mean loss.
 
+    Each replica runs :func:`~reprodl.training.loop.apply_step` on its slice. What differs from
+    the single-device step, and why: each replica's loss is the *sum* over its slice divided by
+    the global batch (``compute_average_loss``), so that the replicas' gradients, summed by the
+    optimizer's cross-replica all-reduce, are the gradient of the global mean; ``strategy.run``
+    runs the replicas; ``strategy.reduce(SUM)`` adds their losses into the global mean. The
+    model runs whole: the lanes of :func:`~reprodl.training.loop.compiled_step` are a speed-up
+    of the single-device loop, not measured under ``strategy.run``.
+    """
     tf = _tf()
-    per_example = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)
+    per_example = loss_function(reduction=None)
     variables = model.trainable_variables
 
+    def scaled_loss(y: Any, logits: Any) -> Any:
+        return tf.nn.compute_average_loss(per_example(y, logits), global_batch_size=global_batch)
+
+    def forward(x: Any) -> Any:
+        return model(x, training=True)
+
     def replica_step(x: Any, y: Any) -> Any:
-        with tf.GradientTape() as tape:
-            losses = per_example(y, model(x, training=True))
-            loss = tf.nn.compute_average_loss(losses, global_batch_size=global_batch)
-        grads = tape.gradient(loss, variables)
-        optimizer.apply_gradients(zip(grads, variables, strict=True))
-        return loss
+        return apply_step(optimizer, variables, forward, scaled_loss, x, y)
 
     @tf.function(autograph=False)
     def step(batch: Any) -> Any:
@@ -347,27 +367,6 @@ def _batches(
     return drop_index(), first
 
 
-def _run_steps(
-    step: Any, batches: Any, steps: int, after: Callable[[int], None] | None = None
-) -> tuple[np.ndarray, float, float]:
-    """Run ``steps`` steps; the losses, the first step's time and the mean time of the rest.
-    ``after(n)`` runs after step ``n`` (counted from 1)."""
-    tf = _tf()
-    loss_tensors = []
-    start = time.perf_counter()
-    first = 0.0
-    for n, batch in zip(range(steps), batches, strict=False):
-        loss_tensors.append(step(batch))
-        if n == 0:
-            loss_tensors[0].numpy()
-            first = time.perf_counter() - start
-        if after is not None:
-            after(n + 1)
-    losses = tf.stack(loss_tensors).numpy().astype(np.float32)
-    rest = time.perf_counter() - start - first
-    return losses, first, rest / (steps - 1) if steps > 1 else first
-
-
 def train_replicated(
     split: Split,
     *,
@@ -431,29 +430,6 @@ def require_op_determinism() -> None:
         raise SettingsError("op determinism is off: the replicated loop needs it on")
 
 
-def replica0_digests(model: Any, strategy: Any) -> dict[str, str]:
-    """Per-variable digests of ``model``'s state, read from this process's first replica's
-    copies (global replica 0 on worker 0): the per-replica dropout states differ between them."""
-    out = {}
-    for info, v in state_variables(model):
-        copy = strategy.experimental_local_results(getattr(v, "value", v))[0]
-        out[info.name] = fingerprint.array_digest(np.array(copy.numpy()))
-    return out
-
-
-def _count_correct(model: Any, test: Split) -> Evaluation:
-    """The final weights' correct predictions on ``test`` (inference: no dropout)."""
-    from reprodl.training.loop import count_correct
-
-    tf = _tf()
-
-    @tf.function(autograph=False)
-    def predict(x: Any) -> Any:
-        return tf.argmax(model(x, training=False), axis=1, output_type=tf.int64)
-
-    return count_correct(predict, test.images, test.labels)
-
-
 def _train_loop(
     strategy: Any,
     split: Split,
@@ -470,7 +446,13 @@ def _train_loop(
     digest_every: int,
     test: Split | None,
 ) -> ReplicatedRun:
-    """The custom loop under ``strategy`` (mirrored or multi-worker), op determinism required."""
+    """The custom loop under ``strategy`` (mirrored or multi-worker), op determinism required.
+
+    The state digests are :func:`~reprodl.record.state.state_digests`: read outside
+    ``strategy.run``, a mirrored variable gives its primary copy, this process's first replica
+    (global replica 0 on worker 0; after :func:`seed_replicas` the dropout states differ between
+    replicas, so the record holds replica 0's).
+    """
     require_op_determinism()
     replicas = strategy.num_replicas_in_sync
     _check_batch(batch_size, replicas, steps)
@@ -481,25 +463,53 @@ def _train_loop(
     order = [stream.next(batch_size) for _ in range(steps)]
     batches, first_split = _batches(strategy, split, order, feed, shard_policy)
     step = _step_function(strategy, model, optimizer, batch_size)
-    digests = {0: replica0_digests(model, strategy)}
+    digests = {0: state_digests(model)}
 
-    def after(n: int) -> None:
+    def after(n: int, _loss: Any) -> None:
         if n == steps or (digest_every and n % digest_every == 0):
-            digests[n] = replica0_digests(model, strategy)
+            digests[n] = state_digests(model)
 
-    losses, first, per_step = _run_steps(step, batches, steps, after)
+    losses, first, seconds = run_steps(step, batches, after)
     return ReplicatedRun(
         losses=losses,
         fingerprint=fingerprint.weights_digest(model),
         replicas=replicas,
-        seconds_per_step=per_step,
+        seconds_per_step=(seconds - first) / (steps - 1) if steps > 1 else first,
         first_step_seconds=first,
         first_split=first_split,
         variables=tuple(info for info, _ in state_variables(model)),
         digests=digests,
-        test=_count_correct(model, test) if test is not None else None,
+        test=evaluate(model, test) if test is not None else None,
         build_seconds=build_seconds,
     )
+
+
+def run_meta(
+    spec: RunSpec,
+    *,
+    replicas: int,
+    workers: int = 1,
+    feed: str = "values",
+    dropout_masks: str = "per_replica",
+) -> dict[str, Any]:
+    """A data-parallel record's ``meta.run``: the spec, and how the global batch was split
+    (``replicas`` in all, on ``workers`` processes, ``feed``, ``dropout_masks``)."""
+    split = {"replicas": replicas, "workers": workers, "feed": feed}
+    return {**spec.to_dict(), **split, "dropout_masks": dropout_masks}
+
+
+def save_for_workers(mnist: Mnist, path: str | os.PathLike[str]) -> Path:
+    """Write MNIST's training and test splits to ``path`` (``.npz``) in the layout the workers
+    read (:func:`run_workers`'s ``data``: ``images``, ``labels``, ``test_images``,
+    ``test_labels``); return ``path``."""
+    np.savez(
+        path,
+        images=mnist.train.images,
+        labels=mnist.train.labels,
+        test_images=mnist.test.images,
+        test_labels=mnist.test.labels,
+    )
+    return Path(path)
 
 
 # --- many processes ------------------------------------------------------------------------
@@ -685,6 +695,8 @@ def run_workers(
 
     ``data`` is an ``.npz`` with ``images`` and ``labels`` (default: MNIST's training set), and
     optionally ``test_images`` and ``test_labels`` (then each result has the test count).
+    Each result is checked (:func:`read_worker_results`). ``trainer="fit"`` is Keras ``fit``,
+    which fails under this strategy (chapter 12 shows it; see the module docstring).
     """
     out = Path(folder) / "worker_{index}.json"
     argv = worker_command(
@@ -699,7 +711,10 @@ def run_workers(
         digest_every=digest_every,
     )
     launch_workers(n, argv, timeout=timeout)
-    return [_io.read_json(str(out).replace("{index}", str(i))) for i in range(n)]
+    return read_worker_results(out, n)
+
+
+# --- one worker ------------------------------------------------------------------------------
 
 
 def _load_split(data: str | None) -> tuple[Split, Split | None]:
@@ -717,96 +732,94 @@ def _load_split(data: str | None) -> tuple[Split, Split | None]:
 
 
 def _worker(args: argparse.Namespace) -> dict[str, Any]:
-    """One worker of a ``MultiWorkerMirroredStrategy`` run (its task comes from ``TF_CONFIG``)."""
+    """One worker of a ``MultiWorkerMirroredStrategy`` run (its task comes from ``TF_CONFIG``):
+    its result, in the layout of the schema :data:`WORKER_SCHEMA`."""
     _runtime.setup(args.seed)
     tf = _tf()
     split, test = _load_split(args.data)
     t0 = time.perf_counter()
     strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    t1 = time.perf_counter()
+    strategy_seconds = time.perf_counter() - t0
     n = strategy.num_replicas_in_sync
     _check_batch(args.batch_size, n, args.steps)
     task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
-    result: dict[str, Any] = {"worker": task.get("index", 0), "replicas": n}
-    if args.trainer == "fit":
-        model, optimizer = _build(strategy, args.seed, (128,), args.dropout, args.dropout_masks)
-        t2 = time.perf_counter()
-        stream = IndexStream(len(split), seed=args.seed)
-        order = [stream.next(args.batch_size) for _ in range(args.steps)]
-        losses, first, per_step = _fit(strategy, model, optimizer, split, order, args)
-        digest = fingerprint.weights_digest(model)
-        build_seconds = t2 - t1
-    else:
-        run = _train_loop(
-            strategy,
-            split,
-            steps=args.steps,
-            batch_size=args.batch_size,
-            seed=args.seed,
-            hidden=(128,),
-            dropout=args.dropout,
-            dropout_masks=args.dropout_masks,
-            feed="values",
-            shard_policy="DATA",
-            learning_rate=args.lr,
-            digest_every=args.digest_every,
-            test=test,
-        )
-        losses, first, per_step, digest, build_seconds = (
-            run.losses,
-            run.first_step_seconds,
-            run.seconds_per_step,
-            run.fingerprint,
-            run.build_seconds,
-        )
-        result["variables"] = [
-            {"name": v.name, "shape": list(v.shape), "dtype": v.dtype, "kind": v.kind}
-            for v in run.variables
-        ]
-        result["digests"] = {str(k): dict(d) for k, d in sorted(run.digests.items())}
-        if run.test is not None:
-            result["test"] = {"correct": run.test.correct, "total": run.test.total}
+    train = _fit_worker if args.trainer == "fit" else _loop_worker
     return {
-        **result,
+        "worker": task.get("index", 0),
+        "replicas": n,
         "trainer": args.trainer,
-        "losses": [float(x) for x in losses],
-        "fingerprint": digest,
-        "strategy_seconds": t1 - t0,
-        "build_seconds": build_seconds,
-        "first_step_seconds": first,
-        "seconds_per_step": per_step,
+        **train(strategy, split, test, args),
+        "strategy_seconds": strategy_seconds,
         "versions": _runtime.versions(),
     }
 
 
-def _fit(
-    strategy: Any, model: Any, optimizer: Any, split: Split, order: list, args: Any
-) -> tuple[np.ndarray, float, float]:
-    """The Keras ``fit`` experiment: compiled in the scope, a ``tf.data`` input, per-step losses."""
+def _loop_worker(
+    strategy: Any, split: Split, test: Split | None, args: argparse.Namespace
+) -> dict[str, Any]:
+    """The custom loop's part of a worker's result."""
+    run = _train_loop(
+        strategy,
+        split,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        hidden=(128,),
+        dropout=args.dropout,
+        dropout_masks=args.dropout_masks,
+        feed="values",
+        shard_policy="DATA",
+        learning_rate=args.lr,
+        digest_every=args.digest_every,
+        test=test,
+    )
+    result: dict[str, Any] = {
+        "losses": [float(x) for x in run.losses],
+        "fingerprint": run.fingerprint,
+        "build_seconds": run.build_seconds,
+        "first_step_seconds": run.first_step_seconds,
+        "seconds_per_step": run.seconds_per_step,
+        "variables": [v.to_dict() for v in run.variables],
+        "digests": {str(k): dict(d) for k, d in sorted(run.digests.items())},
+    }
+    if run.test is not None:
+        result["test"] = {"correct": run.test.correct, "total": run.test.total}
+    return result
+
+
+def _fit_worker(
+    strategy: Any, split: Split, test: Split | None, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Keras ``fit`` in the worker: compiled in the scope, a ``tf.data`` input of the same global
+    batches, per-step losses. It fails at its first step (module docstring); chapter 12 shows it."""
     import keras
 
     tf = _tf()
-    flat = np.concatenate(order)
+    start = time.perf_counter()
+    model, optimizer = _build(strategy, args.seed, (128,), args.dropout, args.dropout_masks)
+    build_seconds = time.perf_counter() - start
+    stream = IndexStream(len(split), seed=args.seed)
+    flat = np.concatenate([stream.next(args.batch_size) for _ in range(args.steps)])
     ds = tf.data.Dataset.from_tensor_slices((to_float(split.images)[flat], split.labels[flat]))
-    ds = ds.batch(args.batch_size, drop_remainder=True)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    ds = ds.with_options(options)
+    ds = ds.batch(args.batch_size, drop_remainder=True).with_options(options)
     seen: list[float] = []
-
-    class Losses(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            seen.append(float((logs or {})["loss"]))
-
+    on_batch = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda _, logs: seen.append(float(logs["loss"]))
+    )
     with strategy.scope():
-        model.compile(
-            optimizer=optimizer,
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        )
+        model.compile(optimizer=optimizer, loss=loss_function())
     start = time.perf_counter()
-    model.fit(ds, epochs=1, steps_per_epoch=args.steps, verbose=0, callbacks=[Losses()])
+    model.fit(ds, epochs=1, steps_per_epoch=args.steps, verbose=0, callbacks=[on_batch])
     seconds = time.perf_counter() - start
-    return np.array(seen, dtype=np.float32), seconds, seconds / args.steps
+    return {
+        "losses": [float(x) for x in np.array(seen, dtype=np.float32)],
+        "fingerprint": fingerprint.weights_digest(model),
+        "build_seconds": build_seconds,
+        "first_step_seconds": seconds,
+        "seconds_per_step": seconds / args.steps,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -826,6 +839,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     w.add_argument("--digest-every", type=int, default=0, help="state digests every K steps")
     args = parser.parse_args(argv)
     result = _worker(args)
+    check_worker_result(result, f"worker {result['worker']}")  # the writer keeps the format too
     out = args.out.replace("{index}", str(result["worker"]))
     _io.write_json(out, result)
     return 0

@@ -45,12 +45,6 @@ def check_options(args: argparse.Namespace) -> None:
         raise UsageError(f"{option}: the global batch of {batch} cannot be split evenly in {count}")
 
 
-def run_meta(spec: RunSpec, replicas: int, workers: int) -> dict[str, Any]:
-    """The record's ``meta.run`` of a data-parallel run: the spec and how the batch was split."""
-    split = {"replicas": replicas, "workers": workers, "feed": "values"}
-    return {**spec.to_dict(), **split, "dropout_masks": "per_replica"}
-
-
 def run(args: argparse.Namespace) -> int:
     """Train data-parallel; print the report of ``train`` and how the run was split."""
     spec = train.spec_of(args)
@@ -78,7 +72,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"replicas {args.replicas}")
     if args.record:
-        meta = run_meta(spec, args.replicas or args.workers, args.workers or 1)
+        meta = distributed.run_meta(
+            spec, replicas=args.replicas or args.workers, workers=args.workers or 1
+        )
         rec = records.from_training(meta, record, command=args.argv, digest_every=digest_every)
         records.save(rec, args.record)
         print(f"record {args.record}")
@@ -112,7 +108,7 @@ def _workers(
     from reprodl import distributed
 
     with tempfile.TemporaryDirectory(prefix="reprodl-workers-") as folder:
-        data = save_for_workers(mnist, Path(folder) / "mnist.npz")
+        data = distributed.save_for_workers(mnist, Path(folder) / "mnist.npz")
         results = distributed.run_workers(
             workers,
             folder,
@@ -133,18 +129,3 @@ def _options(spec: RunSpec, digest_every: int) -> dict[str, Any]:
         "learning_rate": spec.learning_rate,
         "digest_every": digest_every,
     }
-
-
-def save_for_workers(mnist: Mnist, path: Path) -> Path:
-    """Write the training and test splits to ``path`` (``.npz``), in the layout
-    :func:`reprodl.distributed.run_workers` reads; return ``path``."""
-    import numpy as np
-
-    np.savez(
-        path,
-        images=mnist.train.images,
-        labels=mnist.train.labels,
-        test_images=mnist.test.images,
-        test_labels=mnist.test.labels,
-    )
-    return path

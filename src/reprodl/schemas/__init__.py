@@ -22,7 +22,7 @@ from typing import Any
 from reprodl.errors import RecordError, ReprodlError
 
 #: The formats with a schema here: ``NAME.schema.json``.
-NAMES = ("run_record", "decomposition", "crosscheck")
+NAMES = ("run_record", "decomposition", "crosscheck", "distributed_worker")
 
 _JSON_TYPES = {
     dict: "object",

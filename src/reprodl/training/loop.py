@@ -6,6 +6,10 @@ batch. It records every step's loss and, every ``digest_every`` steps, the per-v
 the model's state; it can write checkpoints every ``checkpoint_every`` steps and resume from one
 bit-exactly. :func:`fit_quietly` is the Keras ``fit`` path with deterministic log lines instead of
 progress bars.
+
+Its pieces are the package's only ones: :func:`apply_step` (loss, gradients, one update),
+:func:`run_steps` (the loop over the batches, losses read back at the end) and :func:`predictor`
+serve :class:`~reprodl.training.runner.SeedRunner` and :mod:`reprodl.distributed` too.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from reprodl import runtime as _runtime  # noqa: F401  (pins the process before 
 # isort: split
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -38,11 +42,31 @@ from reprodl.training.results import Evaluation, TrainingRecord
 from reprodl.training.state import state_digests, state_variables
 
 
-def loss_function() -> Any:
-    """The loss every model of the book trains with: cross-entropy on logits."""
+def loss_function(reduction: str | None = "sum_over_batch_size") -> Any:
+    """The loss every model of the book trains with: cross-entropy on logits (the batch mean;
+    ``reduction=None``: one loss per example)."""
     import keras
 
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=reduction)
+
+
+def apply_step(
+    optimizer: Any,
+    variables: Any,
+    forward: Callable[[Any], Any],
+    loss: Callable[[Any, Any], Any],
+    x: Any,
+    y: Any,
+) -> Any:
+    """The heart of a training step: ``loss(y, forward(x))``, its gradients with respect to
+    ``variables``, one optimizer update; returns the loss. To be called inside a ``tf.function``
+    (:func:`compiled_step`, and each replica's step of :mod:`reprodl.distributed`)."""
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        value = loss(y, forward(x))
+    optimizer.apply_gradients(zip(tape.gradient(value, variables), variables, strict=True))
+    return value
 
 
 def compiled_step(
@@ -70,10 +94,7 @@ def compiled_step(
     def step(idx):
         x = tf.gather(images, idx)
         y = tf.gather(labels, idx)
-        with tf.GradientTape() as tape:
-            loss = loss_fn(y, forward(x))
-        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
-        return loss
+        return apply_step(optimizer, variables, forward, loss_fn, x, y)
 
     return step
 
@@ -142,12 +163,9 @@ def train(
     record = TrainingRecord(losses=np.empty(0, dtype=np.float32), start_step=first)
     record.variables = [info for info, _ in state_variables(model)]
     record.initial_digests = state_digests(model)
-    loss_tensors = []  # read back at the end: a host sync per step would cost time
-    start = time.perf_counter()
-    for n in range(first + 1, steps + 1):
-        loss_tensors.append(step(tf.constant(stream.next(batch_size), dtype=tf.int32)))
-        if n == first + 1:
-            record.first_step_seconds = time.perf_counter() - start
+
+    def after(k: int, loss: Any) -> None:
+        n = first + k
         at_checkpoint = bool(checkpoint_every) and n % checkpoint_every == 0
         if (digest_every and (n % digest_every == 0 or n == steps)) or at_checkpoint:
             record.digests[n] = state_digests(model)
@@ -155,23 +173,55 @@ def train(
             ckpt = capture_checkpoint(n, model, optimizer, stream)
             save_checkpoint(ckpt, checkpoint_path(checkpoint_dir, n))
         if on_step:
-            on_step(n, float(loss_tensors[-1].numpy()))
-    record.losses = tf.stack(loss_tensors).numpy().astype(np.float32)
-    record.seconds = time.perf_counter() - start
+            on_step(n, float(loss.numpy()))
+
+    batches = (tf.constant(stream.next(batch_size), dtype=tf.int32) for _ in range(first, steps))
+    record.losses, record.first_step_seconds, record.seconds = run_steps(step, batches, after)
     record.final_digest = fingerprint.weights_digest(model)
     record.final_digests = state_digests(model)
     return record
 
 
-def evaluate(model: Any, split: Split, batch_size: int = 1000) -> Evaluation:
-    """Count correct predictions on ``split`` (inference mode, so dropout is off)."""
+def run_steps(
+    step: Callable[[Any], Any],
+    batches: Iterable[Any],
+    after: Callable[[int, Any], None] | None = None,
+) -> tuple[np.ndarray, float, float]:
+    """Call ``step`` on each of ``batches`` in turn; ``after(k, loss)`` runs after the ``k``-th
+    call (from 1) with its loss tensor. Returns the losses (float32, read back once at the end:
+    a host sync per step would cost time), the first step's seconds (it traces the step; its
+    loss is waited for) and the seconds of all the steps."""
     import tensorflow as tf
 
-    @tf.function(autograph=False)
+    loss_tensors = []
+    start = time.perf_counter()
+    first = 0.0
+    for k, batch in enumerate(batches, 1):
+        loss_tensors.append(step(batch))
+        if k == 1:
+            loss_tensors[0].numpy()
+            first = time.perf_counter() - start
+        if after is not None:
+            after(k, loss_tensors[-1])
+    losses = tf.stack(loss_tensors).numpy() if loss_tensors else np.empty(0)
+    return losses.astype(np.float32), first, time.perf_counter() - start
+
+
+def predictor(model: Any, input_signature: Any = None) -> Any:
+    """The class indices ``model`` predicts for a float32 image batch, as a ``tf.function``
+    (inference mode, so dropout is off); ``input_signature`` as ``tf.function`` takes it."""
+    import tensorflow as tf
+
+    @tf.function(input_signature=input_signature, autograph=False)
     def predict(x):
         return tf.argmax(model(x, training=False), axis=1, output_type=tf.int64)
 
-    return count_correct(predict, split.images, split.labels, batch_size)
+    return predict
+
+
+def evaluate(model: Any, split: Split, batch_size: int = 1000) -> Evaluation:
+    """Count correct predictions on ``split`` (inference mode, so dropout is off)."""
+    return count_correct(predictor(model), split.images, split.labels, batch_size)
 
 
 def count_correct(

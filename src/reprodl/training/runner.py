@@ -17,7 +17,7 @@ from reprodl.batches import IndexStream
 from reprodl.data import Split
 from reprodl.errors import SettingsError, UsageError
 from reprodl.seeds import Seeds
-from reprodl.training.loop import compiled_step, count_correct, train
+from reprodl.training.loop import compiled_step, count_correct, predictor, run_steps, train
 from reprodl.training.results import Evaluation, TrainingRecord
 from reprodl.training.spec import RunSpec, build, optimizer_for
 from reprodl.training.state import state_arrays, state_digests, state_variables
@@ -148,14 +148,9 @@ class SeedRunner:
         self.optimizer.build(self.model.trainable_variables)
         self._state = state_variables(self.model)
         self._fresh_optimizer = [np.array(v.numpy()) for v in self.optimizer.variables]
-        net = self.model
-        step = compiled_step(self.model, self.optimizer, train, self.batch_size)
-
-        @tf.function(input_signature=[tf.TensorSpec([None, 28, 28], tf.float32)], autograph=False)
-        def predict(x):
-            return tf.argmax(net(x, training=False), axis=1, output_type=tf.int64)
-
-        self._step, self._predict = step, predict
+        self._step = compiled_step(self.model, self.optimizer, train, self.batch_size)
+        image_batch = tf.TensorSpec([None, 28, 28], tf.float32)  # one trace for every split
+        self._predict = predictor(self.model, [image_batch])
         self._eval = dict(evaluate)
 
     def _kwargs(self, dropout_seed: int) -> dict[str, Any]:
@@ -182,10 +177,10 @@ class SeedRunner:
         initial = fingerprint.combine(state_digests(self.model).values())
         initial_weights = fingerprint.weights_digest(self.model)
         stream = IndexStream(self.num_examples, seed=seeds.order)
-        losses = [
-            self._step(tf.constant(stream.next(self.batch_size), dtype=tf.int32))
-            for _ in range(self.steps)
-        ]
+        batches = (
+            tf.constant(stream.next(self.batch_size), dtype=tf.int32) for _ in range(self.steps)
+        )
+        losses, _, _ = run_steps(self._step, batches)
         evaluations = {
             name: count_correct(self._predict, split.images, split.labels)
             for name, split in self._eval.items()
@@ -196,5 +191,5 @@ class SeedRunner:
             initial_digest=initial,
             initial_weights_digest=initial_weights,
             final_digest=fingerprint.weights_digest(self.model),
-            losses=tf.stack(losses).numpy().astype(np.float32),
+            losses=losses,
         )
