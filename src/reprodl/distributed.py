@@ -47,15 +47,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from reprodl import _io, _proc, fingerprint, schemas
+from reprodl import _io, _proc, schemas
 from reprodl import _tf as _private
 from reprodl.batches import IndexStream
 from reprodl.data import Split, to_float
 from reprodl.errors import SettingsError, SubprocessError, UsageError
+from reprodl.record import fingerprint
+from reprodl.record.state import VariableInfo, state_digests, state_variables
 from reprodl.seeds import derive_seeds
 from reprodl.training.loop import apply_step, evaluate, loss_function, run_steps
 from reprodl.training.results import Evaluation, TrainingRecord
-from reprodl.training.state import VariableInfo, state_digests, state_variables
 
 if TYPE_CHECKING:
     from reprodl.data import Mnist
@@ -655,62 +656,44 @@ def launch_workers(
     return exits
 
 
-def worker_command(
-    out: str | os.PathLike[str],
-    *,
-    steps: int,
-    batch_size: int = 100,
-    seed: int = 0,
-    data: str | os.PathLike[str] | None = None,
-    dropout: float = 0.0,
-    trainer: str = "loop",
-    learning_rate: float = 1e-3,
-    digest_every: int = 0,
-) -> list[str]:
+@dataclass(frozen=True)
+class WorkerSpec:
+    """What every worker of a multi-worker run trains (the options of ``worker``)."""
+
+    steps: int
+    batch_size: int = 100
+    seed: int = 0
+    data: str | os.PathLike[str] | None = None
+    dropout: float = 0.0
+    trainer: str = "loop"
+    learning_rate: float = 1e-3
+    digest_every: int = 0
+
+
+def worker_command(out: str | os.PathLike[str], spec: WorkerSpec) -> list[str]:
     """``python -m reprodl.distributed worker ...``; ``out`` should contain ``{index}``."""
     argv = [sys.executable, "-m", "reprodl.distributed", "worker", "--out", str(out)]
-    argv += ["--steps", str(steps), "--batch-size", str(batch_size), "--seed", str(seed)]
-    argv += ["--dropout", str(dropout), "--trainer", trainer]
-    argv += ["--lr", repr(float(learning_rate)), "--digest-every", str(digest_every)]
-    if data is not None:
-        argv += ["--data", str(data)]
+    argv += ["--steps", str(spec.steps), "--batch-size", str(spec.batch_size)]
+    argv += ["--seed", str(spec.seed), "--dropout", str(spec.dropout), "--trainer", spec.trainer]
+    argv += ["--lr", repr(float(spec.learning_rate)), "--digest-every", str(spec.digest_every)]
+    if spec.data is not None:
+        argv += ["--data", str(spec.data)]
     return argv
 
 
 def run_workers(
-    n: int,
-    folder: str | os.PathLike[str],
-    *,
-    steps: int,
-    batch_size: int = 100,
-    seed: int = 0,
-    data: str | os.PathLike[str] | None = None,
-    dropout: float = 0.0,
-    trainer: str = "loop",
-    timeout: float = 300,
-    learning_rate: float = 1e-3,
-    digest_every: int = 0,
+    n: int, folder: str | os.PathLike[str], *, timeout: float = 300, **options: Any
 ) -> list[dict[str, Any]]:
     """Train under ``MultiWorkerMirroredStrategy`` with ``n`` local workers; their JSON results.
 
-    ``data`` is an ``.npz`` with ``images`` and ``labels`` (default: MNIST's training set), and
-    optionally ``test_images`` and ``test_labels`` (then each result has the test count).
-    Each result is checked (:func:`read_worker_results`). ``trainer="fit"`` is Keras ``fit``,
-    which fails under this strategy (chapter 12 shows it; see the module docstring).
+    ``options`` are the fields of :class:`WorkerSpec` (``steps`` required). ``data`` is an
+    ``.npz`` with ``images`` and ``labels`` (default: MNIST's training set), and optionally
+    ``test_images`` and ``test_labels`` (then each result has the test count). Each result is
+    checked (:func:`read_worker_results`). ``trainer="fit"`` is Keras ``fit``, which fails
+    under this strategy (chapter 12 shows it; see the module docstring).
     """
     out = Path(folder) / "worker_{index}.json"
-    argv = worker_command(
-        out,
-        steps=steps,
-        batch_size=batch_size,
-        seed=seed,
-        data=data,
-        dropout=dropout,
-        trainer=trainer,
-        learning_rate=learning_rate,
-        digest_every=digest_every,
-    )
-    launch_workers(n, argv, timeout=timeout)
+    launch_workers(n, worker_command(out, WorkerSpec(**options)), timeout=timeout)
     return read_worker_results(out, n)
 
 

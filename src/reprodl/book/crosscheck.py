@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from reprodl import _io, _proc, runtime, schemas
-from reprodl.env import cpu
+from reprodl.env import cpu, report
 from reprodl.errors import CrossCheckError, UsageError
 
 FORMAT = "reprodl.crosscheck"
@@ -376,7 +376,7 @@ def run_battery(
             for row in rows:
                 progress(cpu_info, row)
     host = cpu.describe()
-    versions = {"python": sys.version.split()[0], **runtime.installed_versions()}
+    versions = report.installed_versions()
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -433,13 +433,7 @@ def save(record: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
 
 def validate(record: Any) -> None:
     """Raise :class:`CrossCheckError` unless ``record`` is a well-formed crosscheck record."""
-    import jsonschema
-
-    try:
-        jsonschema.validate(record, SCHEMA)
-    except jsonschema.ValidationError as exc:
-        where = "/".join(str(p) for p in exc.absolute_path) or "the top level"
-        raise CrossCheckError(f"not a crosscheck record ({where}: {exc.message})") from None
+    schemas.check(record, "crosscheck", "not a crosscheck record", error=CrossCheckError)
     seen = set()
     for row in record["results"]:
         key = (row["setting"], row["case"])

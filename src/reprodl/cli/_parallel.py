@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     """Train data-parallel; print the report of ``train`` and how the run was split."""
     spec = train.spec_of(args)
     check_options(args)
-    from reprodl import distributed, records, runtime
+    from reprodl import distributed, runtime
+    from reprodl.record import runrecord as records
 
     if args.replicas:  # before any TensorFlow op initialises the devices
         distributed.set_logical_cpus(args.replicas)

@@ -33,7 +33,17 @@ _MODULES: dict[str, tuple[str, ...]] = {
         "save_checkpoint",
     ),
     "lanes": ("cuts_are_exact", "lane_forward"),
-    "loop": ("compiled_step", "count_correct", "evaluate", "fit_quietly", "loss_function", "train"),
+    "loop": (
+        "apply_step",
+        "compiled_step",
+        "count_correct",
+        "evaluate",
+        "fit_quietly",
+        "loss_function",
+        "predictor",
+        "run_steps",
+        "train",
+    ),
     "results": ("Evaluation", "TrainingRecord"),
     "runner": (
         "SeededRun",

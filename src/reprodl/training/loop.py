@@ -24,11 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from reprodl import fingerprint
 from reprodl.batches import IndexStream
 from reprodl.data import Split, to_float
 from reprodl.errors import UsageError
-from reprodl.fingerprint import format_float
+from reprodl.record import fingerprint
+from reprodl.record.fingerprint import format_float
+from reprodl.record.state import state_digests, state_variables
 from reprodl.training.checkpoints import (
     Checkpoint,
     capture_checkpoint,
@@ -39,7 +40,6 @@ from reprodl.training.checkpoints import (
 )
 from reprodl.training.lanes import lane_forward
 from reprodl.training.results import Evaluation, TrainingRecord
-from reprodl.training.state import state_digests, state_variables
 
 
 def loss_function(reduction: str | None = "sum_over_batch_size") -> Any:

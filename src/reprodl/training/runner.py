@@ -12,15 +12,16 @@ from typing import Any
 
 import numpy as np
 
-from reprodl import fingerprint, models
+from reprodl import models
 from reprodl.batches import IndexStream
 from reprodl.data import Split
 from reprodl.errors import SettingsError, UsageError
+from reprodl.record import fingerprint
+from reprodl.record.state import state_arrays, state_digests, state_variables
 from reprodl.seeds import Seeds
 from reprodl.training.loop import compiled_step, count_correct, predictor, run_steps, train
 from reprodl.training.results import Evaluation, TrainingRecord
 from reprodl.training.spec import RunSpec, build, optimizer_for
-from reprodl.training.state import state_arrays, state_digests, state_variables
 
 
 def process_settings_differ(spec: RunSpec) -> list[str]:
