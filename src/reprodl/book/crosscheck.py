@@ -565,3 +565,35 @@ def emulate_many(
             except CrossCheckError as exc:
                 failed[model] = exc
     return done, failed
+
+
+def record_lines(record: Mapping[str, Any]) -> list[str]:
+    """One CPU's record as printed: its label and cache sizes, then one line per setting and
+    case."""
+    c = record["cpu"]
+    sizes = f"L1d {cpu.short_size(c.get('l1d'))}, L2 {cpu.short_size(c.get('l2'))}"
+    lines = [f"== {label(record)}: CPUID {sizes}"]
+    for row in record["results"]:
+        lines.append(
+            f"{row['setting']:<15} {row['case']:<8} loss {row['loss']:<11} "
+            f"fingerprint {row['fingerprint'][:16]} logits {row['logits'][:16]}"
+        )
+    return lines
+
+
+def save_into(record: Mapping[str, Any], folder: str | os.PathLike[str]) -> Path:
+    """Save ``record`` into ``folder`` under its CPU's name (:func:`slug`); an earlier record of
+    the same CPU there keeps what it measured that this one lacks (:func:`merge`)."""
+    path = Path(folder) / f"{slug(record)}.json"
+    if path.exists():
+        record = merge(load(path), record)
+    return save(record, path)
+
+
+def verdict(recs: Sequence[Mapping[str, Any]]) -> tuple[list[str], bool]:
+    """The agreement table of ``recs`` and the pinned setting's verdict (lines to print, blank
+    lines between), and whether the pinned setting is exact on every CPU."""
+    rows = agreement(recs)
+    pinned_ok = all(a.exact for a in rows if a.setting == PINNED.name)
+    said = "exact on every CPU" if pinned_ok else "DIFFERS between CPUs"
+    return ["", *format_agreement(rows), "", f"pinned setting {PINNED.name}: {said}"], pinned_ok

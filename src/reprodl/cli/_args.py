@@ -7,7 +7,6 @@ and the engine is imported only where a spec is built (:func:`run_spec`).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -171,12 +170,6 @@ def run_spec(args: argparse.Namespace, **fixed: Any) -> RunSpec:
 
 def with_epochs(spec: RunSpec, args: argparse.Namespace, train_size: int) -> RunSpec:
     """``spec`` with ``--epochs`` turned into steps over ``train_size`` examples, resolved."""
-    from reprodl.batches import steps_per_epoch
+    from reprodl.training.spec import with_epochs
 
-    spec = spec.resolved()
-    if not args.epochs:
-        return spec
-    assert spec.batch_size is not None  # resolved
-    return dataclasses.replace(
-        spec, steps=args.epochs * steps_per_epoch(train_size, spec.batch_size)
-    )
+    return with_epochs(spec, args.epochs, train_size)

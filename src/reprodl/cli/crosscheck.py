@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from reprodl.cli import _args
@@ -119,53 +118,14 @@ def run(args: argparse.Namespace) -> int:
         )
         new += emulated
     for record in new:
-        print_record(record)
+        print("\n".join(cc.record_lines(record)))
         if args.out:
-            print(f"record: {save_merged(record, args.out)}")
+            print(f"record: {cc.save_into(record, args.out)}")
     for model, exc in failed.items():
         print(f"error: {model}: {exc}", file=sys.stderr)
     if not (args.against or len(new) > 1):
         return 2 if failed else 0
     against = cc.load_dir(args.against) if args.against else []
-    lines, pinned_ok = verdict([*against, *new])
+    lines, pinned_ok = cc.verdict([*against, *new])
     print("\n".join(lines))
     return 2 if failed else 0 if pinned_ok else 1
-
-
-def print_record(record: dict[str, Any]) -> None:
-    """One CPU's record: its label and cache sizes, then one line per setting and case."""
-    from reprodl.book import crosscheck as cc
-    from reprodl.env.cpu import short_size
-
-    c = record["cpu"]
-    sizes = f"L1d {short_size(c.get('l1d'))}, L2 {short_size(c.get('l2'))}"
-    print(f"== {cc.label(record)}: CPUID {sizes}")
-    for row in record["results"]:
-        print(
-            f"{row['setting']:<15} {row['case']:<8} loss {row['loss']:<11} "
-            f"fingerprint {row['fingerprint'][:16]} logits {row['logits'][:16]}"
-        )
-
-
-def save_merged(record: dict[str, Any], folder: str) -> Path:
-    """Save ``record`` into ``folder`` under its CPU's name; an earlier run's record on the same
-    CPU keeps what it measured that this one lacks."""
-    from reprodl.book import crosscheck as cc
-
-    path = Path(folder) / f"{cc.slug(record)}.json"
-    if path.exists():
-        record = cc.merge(cc.load(path), record)
-    cc.save(record, path)
-    return path
-
-
-def verdict(recs: list[dict[str, Any]]) -> tuple[list[str], bool]:
-    """The agreement table of ``recs`` and the pinned setting's verdict (lines to print, with
-    the blank lines between), and whether the pinned setting is exact on every CPU."""
-    from reprodl.book import crosscheck as cc
-
-    rows = cc.agreement(recs)
-    pinned_ok = all(a.exact for a in rows if a.setting == cc.PINNED.name)
-    said = "exact on every CPU" if pinned_ok else "DIFFERS between CPUs"
-    lines = ["", *cc.format_agreement(rows), "", f"pinned setting {cc.PINNED.name}: {said}"]
-    return lines, pinned_ok

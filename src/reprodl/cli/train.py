@@ -102,36 +102,25 @@ def run(args: argparse.Namespace) -> int:
         from reprodl.cli import _parallel
 
         return _parallel.run(args)
-    spec = spec_of(args)
-    from reprodl import data, runtime, training
-    from reprodl.record import runrecord
+    from reprodl import training
 
-    runtime.setup(args.seed, op_determinism=not args.no_op_determinism)
-    training.apply_process_settings(spec)  # before any TensorFlow op runs
-    mnist = data.load_mnist(args.data)
-    spec = _args.with_epochs(spec, args, len(mnist.train))
-    folder = checkpoint_dir(args)
-    saving = {
-        "digest_every": args.digest_every or 0,
-        "checkpoint_every": args.checkpoint_every or 0,
-    }
-    model, record = training.run(
-        spec, mnist.train, checkpoint_dir=folder, resume=args.resume, **saving
+    done = training.train_and_record(
+        spec_of(args),
+        data=args.data,
+        epochs=args.epochs,
+        record=args.record,
+        command=args.argv,
+        digest_every=args.digest_every or 0,
+        checkpoint_every=args.checkpoint_every or 0,
+        checkpoint_dir=checkpoint_dir(args),
+        resume=args.resume,
     )
-    print_report(args, spec, record, training.evaluate(model, mnist.test))
-    if args.record:
-        runrecord.save_run(
-            spec=spec,
-            result=record,
-            path=args.record,
-            checkpoint_dir=folder,
-            command=args.argv,
-            **saving,
-        )
+    print_report(args, done.spec, done.record, done.test)
+    if done.saved:
         print(f"record {args.record}")
     print(
-        f"trained in {record.seconds:.1f} s ({record.steps_per_second:.1f} steps/s after the "
-        "first step)",
+        f"trained in {done.record.seconds:.1f} s ({done.record.steps_per_second:.1f} steps/s "
+        "after the first step)",
         file=sys.stderr,
     )
     return 0

@@ -48,11 +48,13 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "runner": (
         "SeededRun",
         "SeedRunner",
+        "TrainedRun",
         "apply_process_settings",
         "process_settings_differ",
         "run",
+        "train_and_record",
     ),
-    "spec": ("SCHEDULES", "RunSpec", "build", "make_optimizer", "optimizer_for"),
+    "spec": ("SCHEDULES", "RunSpec", "build", "make_optimizer", "optimizer_for", "with_epochs"),
     "reprodl.record.state": ("VariableInfo", "state_arrays", "state_digests", "state_variables"),
 }
 _HOME = {name: module for module, names in _MODULES.items() for name in names}

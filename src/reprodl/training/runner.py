@@ -6,8 +6,10 @@ from __future__ import annotations
 from reprodl import runtime as _runtime  # noqa: F401  (pins the process before NumPy loads)
 
 # isort: split
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,9 +21,16 @@ from reprodl.errors import SettingsError, UsageError
 from reprodl.record import fingerprint
 from reprodl.record.state import state_arrays, state_digests, state_variables
 from reprodl.seeds import Seeds
-from reprodl.training.loop import compiled_step, count_correct, predictor, run_steps, train
+from reprodl.training.loop import (
+    compiled_step,
+    count_correct,
+    evaluate,
+    predictor,
+    run_steps,
+    train,
+)
 from reprodl.training.results import Evaluation, TrainingRecord
-from reprodl.training.spec import RunSpec, build, optimizer_for
+from reprodl.training.spec import RunSpec, build, optimizer_for, with_epochs
 
 
 def process_settings_differ(spec: RunSpec) -> list[str]:
@@ -80,6 +89,51 @@ def run(spec: RunSpec, split: Split, **train_kwargs: Any) -> tuple[Any, Training
         **train_kwargs,
     )
     return model, record
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """What :func:`train_and_record` did: the run (steps resolved), its record, its test score,
+    and the record file it saved (``None``: none asked for)."""
+
+    spec: RunSpec
+    record: TrainingRecord
+    test: Evaluation
+    saved: Path | None
+
+
+def train_and_record(
+    spec: RunSpec,
+    *,
+    data: str | os.PathLike[str] | None = None,
+    epochs: int | None = None,
+    record: str | os.PathLike[str] | None = None,
+    command: list[str] | None = None,
+    **saving: Any,
+) -> TrainedRun:
+    """What ``python -m reprodl train`` does: set this process up for ``spec`` (pins, seeds,
+    threads, op determinism), load MNIST (from ``data``), train for ``spec.steps`` or ``epochs``,
+    score the test split, and save the run record to ``record`` if given. ``saving`` goes to
+    :func:`train` (``digest_every``, ``checkpoint_every``, ``checkpoint_dir``, ``resume``).
+    """
+    from reprodl import data as mnist_data
+    from reprodl import runtime
+    from reprodl.record import runrecord
+
+    runtime.setup(spec.seed, op_determinism=spec.op_determinism)
+    apply_process_settings(spec)  # before any TensorFlow op runs
+    mnist = mnist_data.load_mnist(data)
+    spec = with_epochs(spec, epochs, len(mnist.train))
+    model, trained = run(spec, mnist.train, **saving)
+    test = evaluate(model, mnist.test)
+    if record is None:
+        return TrainedRun(spec, trained, test, None)
+    folder = saving.get("checkpoint_dir")
+    every = {k: saving.get(k) or 0 for k in ("digest_every", "checkpoint_every")}
+    runrecord.save_run(
+        spec=spec, result=trained, path=record, checkpoint_dir=folder, command=command, **every
+    )
+    return TrainedRun(spec, trained, test, Path(record))
 
 
 @dataclass

@@ -165,3 +165,15 @@ def optimizer_for(spec: RunSpec) -> Any:
     spec = spec.resolved()
     cosine_steps = spec.steps if spec.schedule == "cosine" else None
     return make_optimizer(spec.optimizer, spec.learning_rate, cosine_steps=cosine_steps)
+
+
+def with_epochs(spec: RunSpec, epochs: int | None, train_size: int) -> RunSpec:
+    """``spec`` resolved, with ``epochs`` (if given) turned into steps over ``train_size``
+    examples."""
+    from reprodl.batches import steps_per_epoch
+
+    spec = spec.resolved()
+    if not epochs:
+        return spec
+    assert spec.batch_size is not None  # resolved
+    return dataclasses.replace(spec, steps=epochs * steps_per_epoch(train_size, spec.batch_size))
