@@ -632,57 +632,60 @@ def sum_orders(
     fig, ax = plt.subplots(figsize=(7.0, 0.5 + 0.55 * sum(heights) + 0.45 * len(ways)))
     ax.axis("off")
     total = max(sum(sizes) for sizes, _ in ways.values())
-    left, right, join = 0.0, 0.5, 0.6  # boxes from left to right; the "+" at join
     top = 0.0
     for name, (sizes, result) in ways.items():
-        ax.text(left, top, name, fontsize=10, fontweight="bold", va="top")
-        first = top - 0.45
-        centres = [first - 0.55 * k - 0.2 for k in range(len(sizes))]
-        middle = float(np.mean(centres))
-        start = 0
-        for size, yc in zip(sizes, centres, strict=True):
-            width = (right - left) * size / total
-            box = FancyBboxPatch(
-                (left, yc - 0.2),
-                width,
-                0.4,
-                boxstyle="round,pad=0,rounding_size=0.015",
-                facecolor=GROUP_COLORS[0],
-                alpha=0.25,
-                edgecolor=GROUP_COLORS[0],
-            )
-            ax.add_patch(box)
-            label = f"Σ {term}s {start + 1}–{start + size}"
-            ax.text(left + width / 2, yc, label, ha="center", va="center", fontsize=9)
-            end = join - 0.02 if len(sizes) > 1 else join + 0.08
-            ax.annotate(
-                "",
-                (end, middle),
-                (left + width + 0.005, yc),
-                arrowprops={"arrowstyle": "->", "color": "gray"},
-            )
-            start += size
-        if len(sizes) > 1:
-            ax.text(join, middle, "+", ha="center", va="center", fontsize=14)
-            ax.annotate(
-                "",
-                (join + 0.08, middle),
-                (join + 0.02, middle),
-                arrowprops={"arrowstyle": "->", "color": "gray"},
-            )
-        text = (
-            result
-            if isinstance(result, str)
-            else np.format_float_positional(result, unique=True, trim="-")
-        )
-        ax.text(join + 0.09, middle, text, va="center", fontsize=10, family="monospace")
-        top = centres[-1] - 0.5
+        top = _sum_in_parts(ax, name, sizes, result, top=top, term=term, total=total)
     ax.set_xlim(0, 1)
     ax.set_ylim(top + 0.2, 0.1)
     if title:
         ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+#: :func:`sum_orders`' layout: boxes from left to right, the "+" at join (axes fractions).
+_SUM_LEFT, _SUM_RIGHT, _SUM_JOIN = 0.0, 0.5, 0.6
+
+
+def _sum_in_parts(
+    ax: Any, name: str, sizes: Sequence[int], result: Any, *, top: float, term: str, total: int
+) -> float:
+    """Draw one way of :func:`sum_orders` from height ``top`` down; the next way's top."""
+    left, right, join = _SUM_LEFT, _SUM_RIGHT, _SUM_JOIN
+    ax.text(left, top, name, fontsize=10, fontweight="bold", va="top")
+    first = top - 0.45
+    centres = [first - 0.55 * k - 0.2 for k in range(len(sizes))]
+    middle = float(np.mean(centres))
+    start = 0
+    for size, yc in zip(sizes, centres, strict=True):
+        width = (right - left) * size / total
+        box = FancyBboxPatch(
+            (left, yc - 0.2),
+            width,
+            0.4,
+            boxstyle="round,pad=0,rounding_size=0.015",
+            facecolor=GROUP_COLORS[0],
+            alpha=0.25,
+            edgecolor=GROUP_COLORS[0],
+        )
+        ax.add_patch(box)
+        label = f"Σ {term}s {start + 1}–{start + size}"
+        ax.text(left + width / 2, yc, label, ha="center", va="center", fontsize=9)
+        end = join - 0.02 if len(sizes) > 1 else join + 0.08
+        arrow = {"arrowstyle": "->", "color": "gray"}
+        ax.annotate("", (end, middle), (left + width + 0.005, yc), arrowprops=arrow)
+        start += size
+    if len(sizes) > 1:
+        ax.text(join, middle, "+", ha="center", va="center", fontsize=14)
+        arrow = {"arrowstyle": "->", "color": "gray"}
+        ax.annotate("", (join + 0.08, middle), (join + 0.02, middle), arrowprops=arrow)
+    text = (
+        result
+        if isinstance(result, str)
+        else np.format_float_positional(result, unique=True, trim="-")
+    )
+    ax.text(join + 0.09, middle, text, va="center", fontsize=10, family="monospace")
+    return centres[-1] - 0.5
 
 
 def _vertical_mark(ax: Any, x: float, label: str | None, *, ha: str) -> None:
