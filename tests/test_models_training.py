@@ -108,3 +108,15 @@ def test_deep_cnn_classic_init_is_the_tutorials():
         assert np.all(classic.get_layer(name).bias.numpy() == np.float32(0.1))
         assert not np.any(glorot.get_layer(name).bias.numpy())
     assert glorot.get_layer("dense_1024").kernel.numpy().std() < 0.025
+
+
+def test_what_a_run_returns_is_plain_exact_data():
+    import numpy as np
+
+    from reprodl.training.results import Evaluation, TrainingRecord
+
+    assert str(Evaluation(9812, 10000)) == "98.12% (9812/10000)"
+    assert Evaluation(1, 4).accuracy == 0.25
+    record = TrainingRecord(np.float32([2.0, 1.5, 1.25]), seconds=3.0, first_step_seconds=1.0)
+    assert (record.steps, record.final_loss, record.steps_per_second) == (3, 1.25, 1.0)
+    assert np.isnan(TrainingRecord(np.float32([1.0])).steps_per_second)

@@ -192,3 +192,16 @@ def test_setup_warns_on_caches_no_record_verified(monkeypatch):
         messages = [str(w.message) for w in caught if "caches" in str(w.message)]
         assert bool(messages) == warned, messages
     assert "L1d 64 KiB, L2 8 MiB" in messages[0] and "crosscheck" in messages[0]
+
+
+def test_the_private_op_determinism_switch_reads_and_turns_it_off():
+    code = (
+        "import reprodl; reprodl.setup(0)\n"
+        "from reprodl import _tf\n"
+        "on = _tf.is_op_determinism_enabled()\n"
+        "_tf.disable_op_determinism()\n"
+        "print(on, _tf.is_op_determinism_enabled())\n"
+    )
+    result = run_python("-c", code)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines()[-1] == "True False"
