@@ -194,6 +194,7 @@ def test_setup_warns_on_caches_no_record_verified(monkeypatch):
     assert "L1d 64 KiB, L2 8 MiB" in messages[0] and "crosscheck" in messages[0]
 
 
+@pytest.mark.slow
 def test_the_private_op_determinism_switch_reads_and_turns_it_off():
     code = (
         "import reprodl; reprodl.setup(0)\n"
