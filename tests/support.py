@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
@@ -145,3 +146,22 @@ def run_python(
         timeout=timeout,
         cwd=cwd,
     )
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def processes_gone(pids: list[int], within: float = 5.0) -> bool:
+    """Whether every process of ``pids`` is gone (or a zombie) within ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while any(process_alive(p) for p in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True

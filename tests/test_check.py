@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import run_python
+from support import processes_gone, run_python
 
 from reprodl import check, fingerprint, records
 from reprodl.check import Variation, plan
@@ -418,24 +418,6 @@ def test_a_perturbed_run_that_fails_is_named(env, tmp_path):
     )
 
 
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
-def _gone(pids: list[int], within: float = 5.0) -> bool:
-    deadline = time.monotonic() + within
-    while any(_alive(p) for p in pids):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 @pytest.mark.parametrize("mode", ["hang", "stubborn"])
 def test_a_run_past_its_timeout_is_stopped_with_its_children(env, tmp_path, monkeypatch, mode):
     """SIGTERM to the whole process group; SIGKILL after the grace period if ignored."""
@@ -450,7 +432,7 @@ def test_a_run_past_its_timeout_is_stopped_with_its_children(env, tmp_path, monk
         "started. The last lines of its stderr:\n  | training..."
     )
     pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
-    assert len(pids) == 2 and _gone(pids)
+    assert len(pids) == 2 and processes_gone(pids)
 
 
 def test_a_finished_run_leaves_no_process_behind(env, tmp_path):
@@ -463,7 +445,7 @@ def test_a_finished_run_leaves_no_process_behind(env, tmp_path):
     )
     with pytest.raises(SubprocessError, match="wrote no run record"):
         check.run([sys.executable, str(script)], env=env)
-    assert _gone([int((tmp_path / "pid").read_text())])
+    assert processes_gone([int((tmp_path / "pid").read_text())])
 
 
 def test_a_corrupt_record_is_named(env):

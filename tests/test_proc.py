@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support import processes_gone
 
 from reprodl import _proc
 from reprodl.errors import SubprocessError
@@ -31,24 +32,6 @@ __import__("os").replace(sys.argv[1] + ".tmp", sys.argv[1])  # complete once it 
 print("started", file=sys.stderr, flush=True)
 time.sleep(60)
 """
-
-
-def _alive(pid: int) -> bool:
-    """Whether process ``pid`` exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
-def _gone(pids: list[int], within: float = 5.0) -> bool:
-    deadline = time.monotonic() + within
-    while any(_alive(p) for p in pids):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 # --- one child -----------------------------------------------------------------------------------
@@ -127,7 +110,7 @@ def test_a_timeout_stops_the_whole_process_group(tmp_path, mode):
     assert result.status == "took more than 2 s and was stopped"
     assert result.tail() == "started"
     started = json.loads(pids.read_text())
-    assert len(started) == 2 and _gone(started)
+    assert len(started) == 2 and processes_gone(started)
 
 
 def test_a_finished_child_leaves_no_grandchild_behind(tmp_path):
@@ -139,7 +122,7 @@ def test_a_finished_child_leaves_no_grandchild_behind(tmp_path):
     start = time.monotonic()
     result = _proc.run([PY, "-c", code, str(tmp_path / "pid")], timeout=30)
     assert result.ok and time.monotonic() - start < 15  # the grandchild holds no pipe open
-    assert _gone([int((tmp_path / "pid").read_text())])
+    assert processes_gone([int((tmp_path / "pid").read_text())])
 
 
 # --- several children ----------------------------------------------------------------------------
@@ -173,7 +156,7 @@ def test_supervise_stops_the_others_when_one_fails(tmp_path):
     assert ended.failed == 1 and ended.hung == () and not ended.ok
     assert ended.returncodes[1] == 4 and ended.returncodes[0] < 0  # stopped by a signal
     started = json.loads((tmp_path / "pids_0.json").read_text())
-    assert len(started) == 2 and _gone(started)
+    assert len(started) == 2 and processes_gone(started)
 
 
 def test_supervise_stops_every_child_at_the_timeout(tmp_path):
@@ -182,7 +165,7 @@ def test_supervise_stops_every_child_at_the_timeout(tmp_path):
     assert ended.hung == (0, 1) and ended.failed is None
     assert all(1.5 < s < 15 for s in ended.seconds)
     started = [p for i in range(2) for p in json.loads((tmp_path / f"pids_{i}.json").read_text())]
-    assert len(started) == 4 and _gone(started)
+    assert len(started) == 4 and processes_gone(started)
 
 
 def test_proc_pins_nothing_and_loads_no_numpy():
