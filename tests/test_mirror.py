@@ -63,6 +63,7 @@ MIRROR: dict[str, tuple[str, ...]] = {
     # chapter aids
     "book/__init__.py": ("test_toolkit_boundary.py",),
     "book/crosscheck.py": ("test_crosscheck.py", "test_crosscheck_emulated.py"),
+    "book/fit_multiworker.py": ("test_distributed.py",),
     "book/fresh_process.py": ("test_fresh_process.py",),
     "book/gpu.py": ("test_gpu.py",),
     "book/numpy_net.py": ("test_numpy_net.py",),
@@ -118,6 +119,7 @@ def test_each_test_file_names_the_module_it_checks():
         "record/digest_map.py": "divergence",
         "training/replay.py": "divergence",
         "env/cpu.py": "cpu",
+        "book/fit_multiworker.py": 'trainer="fit"',  # run through the workers
     }
     silent: list[str] = []
     for module, tests in MIRROR.items():

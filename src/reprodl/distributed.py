@@ -20,8 +20,9 @@ chapter 12 and tested in ``tests/test_distributed.py`` and ``tests/test_cli_repl
 - With op determinism on, an unseeded random op fails loudly in a replica's step
   (:func:`require_op_determinism`); the ops TensorFlow lists as nondeterministic on GPU have
   deterministic CPU kernels.
-- Keras ``fit`` fails under ``MultiWorkerMirroredStrategy`` (``trainer="fit"``, kept because
-  chapter 12 runs it; the cause: ``tools/probes/fit_multiworker.py``); the custom loop works.
+- Keras ``fit`` fails under ``MultiWorkerMirroredStrategy`` (``trainer="fit"``: chapter 12's
+  experiment, :mod:`reprodl.book.fit_multiworker`; the cause: ``tools/probes/fit_multiworker.py``);
+  the custom loop works.
 - Speed (MLP, 200 steps, 2 shared cores): about 1.4 ms per step with 1 replica, 2.7-2.8 ms with
   2 (3.9-4.1 ms through the dataset), 8-9 ms with 2 worker processes.
 """
@@ -299,7 +300,7 @@ def _step_function(strategy: Any, model: Any, optimizer: Any, global_batch: int)
     return step
 
 
-def _build(
+def build_replicated(
     strategy: Any,
     seed: int,
     hidden: Sequence[int],
@@ -307,6 +308,8 @@ def _build(
     masks: str,
     learning_rate: float = 1e-3,
 ) -> Any:
+    """The book's MLP and its Adam optimizer, built in ``strategy``'s scope from ``seed``; with
+    ``masks="per_replica"``, every replica's dropout generator seeded on its own."""
     import keras
 
     from reprodl import models
@@ -458,7 +461,9 @@ def _train_loop(
     replicas = strategy.num_replicas_in_sync
     _check_batch(batch_size, replicas, steps)
     start = time.perf_counter()
-    model, optimizer = _build(strategy, seed, hidden, dropout, dropout_masks, learning_rate)
+    model, optimizer = build_replicated(
+        strategy, seed, hidden, dropout, dropout_masks, learning_rate
+    )
     build_seconds = time.perf_counter() - start
     stream = IndexStream(len(split), seed=seed)
     order = [stream.next(batch_size) for _ in range(steps)]
@@ -726,7 +731,10 @@ def _worker(args: argparse.Namespace) -> dict[str, Any]:
     n = strategy.num_replicas_in_sync
     _check_batch(args.batch_size, n, args.steps)
     task = json.loads(os.environ.get("TF_CONFIG", "{}")).get("task", {})
-    train = _fit_worker if args.trainer == "fit" else _loop_worker
+    if args.trainer == "fit":  # chapter 12's experiment, a chapter aid
+        from reprodl.book.fit_multiworker import fit_worker as train
+    else:
+        train = _loop_worker
     return {
         "worker": task.get("index", 0),
         "replicas": n,
@@ -768,41 +776,6 @@ def _loop_worker(
     if run.test is not None:
         result["test"] = {"correct": run.test.correct, "total": run.test.total}
     return result
-
-
-def _fit_worker(
-    strategy: Any, split: Split, test: Split | None, args: argparse.Namespace
-) -> dict[str, Any]:
-    """Keras ``fit`` in the worker: compiled in the scope, a ``tf.data`` input of the same global
-    batches, per-step losses. It fails at its first step (module docstring); chapter 12 shows it."""
-    import keras
-
-    tf = _tf()
-    start = time.perf_counter()
-    model, optimizer = _build(strategy, args.seed, (128,), args.dropout, args.dropout_masks)
-    build_seconds = time.perf_counter() - start
-    stream = IndexStream(len(split), seed=args.seed)
-    flat = np.concatenate([stream.next(args.batch_size) for _ in range(args.steps)])
-    ds = tf.data.Dataset.from_tensor_slices((to_float(split.images)[flat], split.labels[flat]))
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    ds = ds.batch(args.batch_size, drop_remainder=True).with_options(options)
-    seen: list[float] = []
-    on_batch = keras.callbacks.LambdaCallback(
-        on_train_batch_end=lambda _, logs: seen.append(float(logs["loss"]))
-    )
-    with strategy.scope():
-        model.compile(optimizer=optimizer, loss=loss_function())
-    start = time.perf_counter()
-    model.fit(ds, epochs=1, steps_per_epoch=args.steps, verbose=0, callbacks=[on_batch])
-    seconds = time.perf_counter() - start
-    return {
-        "losses": [float(x) for x in np.array(seen, dtype=np.float32)],
-        "fingerprint": fingerprint.weights_digest(model),
-        "build_seconds": build_seconds,
-        "first_step_seconds": seconds,
-        "seconds_per_step": seconds / args.steps,
-    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

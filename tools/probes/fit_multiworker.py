@@ -22,7 +22,8 @@ unwraps a single ``PerReplica`` but not a tuple of them, and with 2 workers hand
 worker: the reduce is local). Chapter 12 shows the failure; ``tests/test_distributed.py``
 notices when a Keras release fixes it. Rerun this after upgrading TensorFlow or Keras.
 
-Why the ``fit`` worker is still in the library: chapter 12 runs it live
+Why the ``fit`` worker itself ships with the package, as a chapter aid
+(``reprodl.book.fit_multiworker``): chapter 12 runs it live
 (``distributed.run_workers(..., trainer="fit")``) from the installed package, which does not
 ship ``tools/``.
 """
