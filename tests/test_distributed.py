@@ -17,6 +17,7 @@ from support import run_python, synthetic_digits
 
 from reprodl import distributed, fingerprint
 from reprodl.batches import IndexStream
+from reprodl.distributed import worker
 from reprodl.errors import SubprocessError, UsageError
 
 STEPS = 10
@@ -233,7 +234,7 @@ def test_save_for_workers_writes_what_a_worker_loads(tmp_path):
     mnist = Mnist(train=train, validation=test, test=test, full_train=train, source="synthetic")
     path = distributed.save_for_workers(mnist, tmp_path / "mnist.npz")
     assert path == tmp_path / "mnist.npz"
-    loaded_train, loaded_test = distributed._load_split(str(path))
+    loaded_train, loaded_test = worker._load_split(str(path))
     assert np.array_equal(loaded_train.images, train.images)
     assert np.array_equal(loaded_train.labels, train.labels)
     assert loaded_test is not None and np.array_equal(loaded_test.labels, test.labels)
@@ -370,13 +371,14 @@ NONDETERMINISTIC = textwrap.dedent(
     import keras
     import numpy as np
     from reprodl import distributed, runtime
+    from reprodl.distributed import replicated
     from reprodl.errors import SettingsError
     from support import synthetic_digits
 
     distributed.set_logical_cpus(2)
     runtime.setup(0)
     tf = runtime.import_tensorflow()
-    strategy = distributed._strategy(2)
+    strategy = replicated._strategy(2)
 
     def noise(x):
         return x + tf.raw_ops.RandomUniform(shape=tf.shape(x), dtype=x.dtype, seed=0, seed2=0)
@@ -389,10 +391,10 @@ NONDETERMINISTIC = textwrap.dedent(
             ])
             optimizer = keras.optimizers.Adam(1e-3)
             optimizer.build(model.trainable_variables)
-        batches, _ = distributed._batches(
+        batches, _ = replicated._batches(
             strategy, synthetic_digits(100), [np.arange(100)], "values", "DATA"
         )
-        step = distributed._step_function(strategy, model, optimizer, 100)
+        step = replicated._step_function(strategy, model, optimizer, 100)
         try:
             step(next(batches)).numpy()
             return "ran"
