@@ -70,3 +70,23 @@ def test_variables_lists_unset_names_as_none(monkeypatch):
         "REPRODL_SET": "1",
         "REPRODL_SURELY_UNSET": None,
     }
+
+
+def test_the_contract_is_readable_without_pinning_and_is_what_runtime_pins():
+    code = (
+        "import os, sys\n"
+        "before = dict(os.environ)\n"
+        "from reprodl.env import contract\n"
+        "assert dict(os.environ) == before and 'reprodl.runtime' not in sys.modules\n"
+        "print(contract.PINNED_ENV['TF_NUM_INTRAOP_THREADS'], contract.INTRA_OP_THREADS)\n"
+    )
+    result = run_python("-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "1 1\n"
+    from reprodl import runtime
+    from reprodl.env import contract
+
+    assert runtime.PINNED_ENV is contract.PINNED_ENV
+    assert runtime.REPRODUCIBLE_ENV == {**contract.PINNED_ENV, "PYTHONHASHSEED": "0"}
+    assert runtime.environment_line is report.environment_line
+    assert runtime.pinned_settings is report.pinned_settings

@@ -21,6 +21,7 @@ MIRROR: dict[str, tuple[str, ...]] = {
     "errors.py": ("test_spec.py",),
     # the toolkit
     "env/__init__.py": ("test_env.py",),
+    "env/contract.py": ("test_env.py",),
     "env/cpu.py": ("test_env.py", "test_crosscheck.py"),
     "env/report.py": ("test_env.py",),
     "record/__init__.py": ("test_toolkit_boundary.py",),

@@ -22,6 +22,7 @@ TOOLKIT = (
     "reprodl._proc",
     "reprodl.schemas",
     "reprodl.env",
+    "reprodl.env.contract",
     "reprodl.env.cpu",
     "reprodl.env.report",
     "reprodl.cpu",

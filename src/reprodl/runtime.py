@@ -55,56 +55,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from reprodl.env import cpu, report
+from reprodl.env import contract, cpu, report
 
-#: Intra-op threads TensorFlow uses for one op. With more than one, how oneDNN splits a matrix
-#: product between threads depends on the CPU model, so each op runs on one thread.
-INTRA_OP_THREADS = 1
-#: Inter-op threads: independent ops (a layer's weight and input gradients) run side by side.
-#: Each op still computes alone, so this buys speed without changing a bit.
-INTER_OP_THREADS = 2
-#: Threads of NumPy's BLAS (OpenBLAS). Float32 matmul bits change with it.
-BLAS_THREADS = 1
-#: The instruction-set cap for oneDNN on x86-64: AVX-512 machines then compute as AVX2 ones do.
-ONEDNN_ISA = "AVX2"
-#: TensorFlow's oneDNN ops ("1": MatMul, Conv2D and their gradients run as oneDNN primitives).
-#: With "0" they run as Eigen contractions whose blocking follows the CPU's L2/L3 sizes, so the
-#: bits differed between CPU models with 2 threads (see the module docstring). Unset, TensorFlow
-#: 2.21 picks "1" or "0" by CPU feature, so it is pinned either way.
-ONEDNN_OPTS = "1"
-#: The OpenBLAS kernel family on x86-64 (Haswell = the AVX2 kernels).
-OPENBLAS_CORE = "Haswell"
-#: NumPy's own SIMD loops (float32 exp, log, ...) dispatch by CPU at import; these are the
-#: targets above AVX2 (x86-64-v3) that an AVX-512 machine would otherwise pick.
-NUMPY_DISABLED_FEATURES = "X86_V4 AVX512_ICL AVX512_SPR"
-
-
-def _pinned_variables() -> dict[str, str]:
-    """The environment variables the contract fixes, with their values on this platform."""
-    env = {
-        "TF_CPP_MIN_LOG_LEVEL": "3",  # level 2 still lets a C++ error line through Keras fit
-        "TF_ENABLE_ONEDNN_OPTS": ONEDNN_OPTS,
-        "TF_NUM_INTRAOP_THREADS": str(INTRA_OP_THREADS),
-        "TF_NUM_INTEROP_THREADS": str(INTER_OP_THREADS),
-        # OpenMP and MKL builds only: the pinned TensorFlow runs oneDNN on its intra-op threads
-        # and links neither; OpenBLAS reads OMP_NUM_THREADS only when OPENBLAS_NUM_THREADS is unset.
-        "OMP_NUM_THREADS": str(INTRA_OP_THREADS),
-        "OPENBLAS_NUM_THREADS": str(BLAS_THREADS),
-        "MKL_NUM_THREADS": str(BLAS_THREADS),
-    }
-    if platform.machine().lower() in ("x86_64", "amd64"):
-        env["ONEDNN_MAX_CPU_ISA"] = ONEDNN_ISA
-        env["OPENBLAS_CORETYPE"] = OPENBLAS_CORE
-        env["NPY_DISABLE_CPU_FEATURES"] = NUMPY_DISABLED_FEATURES
-    return env
-
-
-#: What :func:`pin_environment` writes into ``os.environ`` on this machine.
-PINNED_ENV: dict[str, str] = _pinned_variables()
-
-#: Environment for processes that must reproduce the stored outputs (notebook kernels, tests):
-#: the pins plus a fixed hash seed, which only works when set before the interpreter starts.
-REPRODUCIBLE_ENV: dict[str, str] = {**PINNED_ENV, "PYTHONHASHSEED": "0"}
+#: The contract's values (:mod:`reprodl.env.contract`, readable there without pinning); the
+#: thread counts and PINNED_ENV are this process's and :func:`repin` may change them.
+INTRA_OP_THREADS = contract.INTRA_OP_THREADS
+INTER_OP_THREADS = contract.INTER_OP_THREADS
+BLAS_THREADS = contract.BLAS_THREADS
+ONEDNN_ISA = contract.ONEDNN_ISA
+ONEDNN_OPTS = contract.ONEDNN_OPTS
+OPENBLAS_CORE = contract.OPENBLAS_CORE
+NUMPY_DISABLED_FEATURES = contract.NUMPY_DISABLED_FEATURES
+PINNED_ENV = contract.PINNED_ENV
+REPRODUCIBLE_ENV = contract.REPRODUCIBLE_ENV
+BOOK_ENVIRONMENT = contract.BOOK_ENVIRONMENT
 
 
 class ReproducibilityWarning(UserWarning):
@@ -393,11 +357,6 @@ def setup(seed: int, *, op_determinism: bool = True) -> None:
         print(book_environment_block(differences))
 
 
-#: The environment the book's stored outputs were executed in (``requirements.txt`` pins the
-#: packages; a test keeps the two equal). Elsewhere the last bits differ (chapter 8).
-BOOK_ENVIRONMENT = {"python": "3.11", "numpy": "2.4.6", "tensorflow": "2.21.0", "keras": "3.15.1"}
-
-
 def differences_from_book() -> list[str]:
     """What differs here from the environment the book's outputs come from, one line each."""
     found = []
@@ -434,65 +393,9 @@ def book_environment_block(differences: list[str]) -> str:
     )
 
 
-def pinned_settings() -> dict[str, Any]:
-    """The settings in force now, as the contract defines them (for reports and tests)."""
-    settings: dict[str, Any] = report.variables(PINNED_ENV)
-    settings["PYTHONHASHSEED"] = os.environ.get("PYTHONHASHSEED")
-    settings.update(report.tensorflow_settings())
-    return settings
-
-
-#: Versions of what the bits depend on (TensorFlow and Keras only if loaded).
-versions = report.versions
-#: The installed versions, without importing TensorFlow.
-installed_versions = report.installed_versions
-#: The CPU's model and reported flags, from CPUID (:mod:`reprodl.env.report`).
+#: What a report says, read from the process (:mod:`reprodl.env.report`): the contract's
+#: settings in force, versions, the CPU, the report and its one-line form.
+pinned_settings = report.pinned_settings
+versions, installed_versions = report.versions, report.installed_versions
 cpu_model, cpu_flags = report.cpu_model, report.cpu_flags
-
-
-def environment_report() -> dict[str, Any]:
-    """Versions, CPU model and flags, and the pinned settings: what a reader needs to compare."""
-    found = versions()
-    found_report: dict[str, Any] = {
-        "python": found["python"],
-        "platform": f"{platform.system()} {platform.machine()}",
-        "cpu": report.cpu_model(),
-        "cpu_flags": report.cpu_flags(),
-        "logical_cpus": os.cpu_count(),
-        "numpy": found["numpy"],
-    }
-    if "tensorflow" in found:
-        import tensorflow as tf
-
-        found_report["tensorflow"] = found["tensorflow"]
-        found_report["keras"] = found["keras"]
-        found_report["gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
-    found_report["settings"] = pinned_settings()
-    return found_report
-
-
-def environment_line() -> str:
-    """A one-line summary of :func:`environment_report` for the top of a chapter.
-
-    It names this CPU (model, best instruction set, L2 size per core) and what oneDNN computes
-    with under the cap, so a reader whose numbers differ sees why; the CPU part is the one thing
-    in a chapter's stored outputs that may differ between machines that agree bit for bit.
-    """
-    r = environment_report()
-    s = r["settings"]
-    c = cpu.describe()
-    cap = s.get("ONEDNN_MAX_CPU_ISA")
-    onednn = s.get("TF_ENABLE_ONEDNN_OPTS") == "1"
-    parts = [
-        f"Python {r['python']}",
-        f"NumPy {r['numpy']}",
-        f"TensorFlow {r.get('tensorflow', 'not loaded')}",
-        f"Keras {r.get('keras', 'not loaded')}",
-        f"CPU {c.model_name} ({c.best_isa or 'no SIMD'}, L2 {cpu.short_size(c.l2)})",
-        f"oneDNN {'ops on' if onednn else 'ops off'}, ISA {c.effective_isa(cap) or 'native'}"
-        + (f" (cap {cap})" if cap else ""),
-        f"{s.get('tf_intra_op_threads', INTRA_OP_THREADS)} intra-op thread(s), "
-        f"{s.get('tf_inter_op_threads', INTER_OP_THREADS)} inter-op",
-        f"op determinism {'on' if s.get('op_determinism') else 'off'}",
-    ]
-    return " | ".join(parts)
+environment_report, environment_line = report.environment_report, report.environment_line

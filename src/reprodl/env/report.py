@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from reprodl.env import cpu
+from reprodl.env import contract, cpu
 
 #: The CPU flags a report lists: those that decide which kernels oneDNN and OpenBLAS may pick.
 REPORTED_FLAGS = ("sse4_1", "sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
@@ -93,3 +93,61 @@ def settings_of_a_run() -> dict[str, Any]:
     env.update({k: os.environ[k] for k in SETTINGS_NAMES if k in os.environ})
     env.setdefault("PYTHONHASHSEED", None)
     return {**dict(sorted(env.items())), **tensorflow_settings()}
+
+
+def pinned_settings() -> dict[str, Any]:
+    """The contract's variables as they are now (``None`` where unset), ``PYTHONHASHSEED``, and
+    TensorFlow's thread counts and op determinism if it is loaded (for reports and records)."""
+    settings: dict[str, Any] = variables(contract.PINNED_ENV)
+    settings["PYTHONHASHSEED"] = os.environ.get("PYTHONHASHSEED")
+    settings.update(tensorflow_settings())
+    return settings
+
+
+def environment_report() -> dict[str, Any]:
+    """Versions, CPU model and flags, and the contract's settings in force: what a reader needs
+    to compare two machines."""
+    found = versions()
+    report: dict[str, Any] = {
+        "python": found["python"],
+        "platform": f"{platform.system()} {platform.machine()}",
+        "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
+        "logical_cpus": os.cpu_count(),
+        "numpy": found["numpy"],
+    }
+    if "tensorflow" in found:
+        import tensorflow as tf
+
+        report["tensorflow"] = found["tensorflow"]
+        report["keras"] = found["keras"]
+        report["gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
+    report["settings"] = pinned_settings()
+    return report
+
+
+def environment_line() -> str:
+    """A one-line summary of :func:`environment_report` for the top of a chapter.
+
+    It names this CPU (model, best instruction set, L2 size per core) and what oneDNN computes
+    with under the cap, so a reader whose numbers differ sees why; the CPU part is the one thing
+    in a chapter's stored outputs that may differ between machines that agree bit for bit.
+    """
+    r = environment_report()
+    s = r["settings"]
+    c = cpu.describe()
+    cap = s.get("ONEDNN_MAX_CPU_ISA")
+    onednn = s.get("TF_ENABLE_ONEDNN_OPTS") == "1"
+    parts = [
+        f"Python {r['python']}",
+        f"NumPy {r['numpy']}",
+        f"TensorFlow {r.get('tensorflow', 'not loaded')}",
+        f"Keras {r.get('keras', 'not loaded')}",
+        f"CPU {c.model_name} ({c.best_isa or 'no SIMD'}, L2 {cpu.short_size(c.l2)})",
+        f"oneDNN {'ops on' if onednn else 'ops off'}, ISA {c.effective_isa(cap) or 'native'}"
+        + (f" (cap {cap})" if cap else ""),
+        f"{s.get('tf_intra_op_threads', contract.INTRA_OP_THREADS)} intra-op thread(s), "
+        f"{s.get('tf_inter_op_threads', contract.INTER_OP_THREADS)} inter-op",
+        f"op determinism {'on' if s.get('op_determinism') else 'off'}",
+    ]
+    return " | ".join(parts)
