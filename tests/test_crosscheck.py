@@ -74,7 +74,7 @@ def test_record_validation_names_the_problem(tmp_path: Path):
     crosscheck.validate(good)
     bad = copy.deepcopy(good)
     bad["results"][0]["fingerprint"] = "xyz"
-    problem = r"not a crosscheck record: .*results\[0\]\.fingerprint"
+    problem = r"the record: .*results\[0\]\.fingerprint"
     with pytest.raises(crosscheck.CrossCheckError, match=problem):
         crosscheck.validate(bad)
     twice = copy.deepcopy(good)

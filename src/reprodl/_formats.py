@@ -1,9 +1,9 @@
 """Versioned JSON files: the one header (``format``, ``version``), its check, the schema check,
 and atomic saving that never writes what loading would reject.
 
-Each format (run records, decompositions) keeps what its fields mean in its own module and
-describes itself here with a :class:`Format`; reading and writing the header, the structure and
-the file are done once, here, with the same messages for every format.
+Each format (run records, decompositions, crosscheck records) keeps what its fields mean in its
+own module and describes itself here with a :class:`Format`; reading and writing the header, the
+structure and the file are done once, here, with the same messages for every format.
 """
 
 from __future__ import annotations
@@ -69,11 +69,17 @@ class Format:
         schemas.check(payload, self.schema, where, error=self.error)
 
 
-def save(path: str | os.PathLike[str], payload: Any, reads: Callable[[Any, str], object]) -> Path:
+def save(
+    path: str | os.PathLike[str],
+    payload: Any,
+    reads: Callable[[Any, str], object],
+    *,
+    sort_keys: bool = False,
+) -> Path:
     """Write ``payload`` as indented JSON to ``path`` atomically, after ``reads(payload, where)``
     accepted it as loading would read it back (nothing is written that cannot be read); returns
     the path. A NaN or infinity in ``payload`` is a ``ValueError``: it is not JSON."""
-    text = json.dumps(payload, indent=1, allow_nan=False) + "\n"
+    text = json.dumps(payload, indent=1, allow_nan=False, sort_keys=sort_keys) + "\n"
     reads(json.loads(text), str(path))
     _io.atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
     return Path(path)

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reprodl import _io, _proc, runtime, schemas
+from reprodl import _formats, _proc, runtime, schemas
 from reprodl.env import cpu, report
 from reprodl.errors import CrossCheckError, UsageError
 
@@ -397,6 +397,10 @@ def run_battery(
 #: The structure of a crosscheck record (meaning is checked in code), shipped with the package as
 #: ``reprodl/schemas/crosscheck.schema.json``.
 SCHEMA: dict[str, Any] = schemas.load("crosscheck")
+#: The file format (header, versions read, schema): :mod:`reprodl._formats`.
+FILE_FORMAT = _formats.Format(
+    FORMAT, "crosscheck record", VERSION, (VERSION,), "crosscheck", error=CrossCheckError
+)
 
 
 def label(record: Mapping[str, Any]) -> str:
@@ -424,21 +428,20 @@ def slug(record: Mapping[str, Any]) -> str:
 
 
 def save(record: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
-    """Validate ``record`` and write it atomically as JSON."""
-    from reprodl import _io
-
-    validate(record)
-    return _io.write_json(path, record, sort_keys=True)
+    """Validate ``record`` and write it atomically as JSON (keys sorted)."""
+    return _formats.save(path, dict(record), validate, sort_keys=True)
 
 
-def validate(record: Any) -> None:
-    """Raise :class:`CrossCheckError` unless ``record`` is a well-formed crosscheck record."""
-    schemas.check(record, "crosscheck", "not a crosscheck record", error=CrossCheckError)
+def validate(record: Any, where: str = "the record") -> None:
+    """Raise :class:`CrossCheckError` (``WHERE: what is wrong``) unless ``record`` is a
+    well-formed crosscheck record: its header, its structure, each case once per setting."""
+    FILE_FORMAT.check_header(record, where)
+    FILE_FORMAT.check_structure(record, where)
     seen = set()
     for row in record["results"]:
         key = (row["setting"], row["case"])
         if key in seen:
-            raise CrossCheckError(f"the record has {key[1]} under {key[0]} twice")
+            raise CrossCheckError(f"{where}: it has {key[1]} under {key[0]} twice")
         seen.add(key)
 
 
@@ -457,12 +460,12 @@ def merge(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
 
 def load(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and validate one record; :class:`CrossCheckError` for a corrupt or foreign file."""
-    record = _io.read_json(path, error=CrossCheckError)
-    try:
-        validate(record)
-    except CrossCheckError as exc:
-        raise CrossCheckError(f"{path}: {exc}") from None
-    return record
+
+    def reads(payload: Any, where: str) -> dict[str, Any]:
+        validate(payload, where)
+        return payload
+
+    return _formats.load(path, FILE_FORMAT, reads)
 
 
 def load_dir(folder: str | os.PathLike[str]) -> list[dict[str, Any]]:
