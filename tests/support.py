@@ -165,3 +165,12 @@ def processes_gone(pids: list[int], within: float = 5.0) -> bool:
             return False
         time.sleep(0.05)
     return True
+
+
+def is_old_path(path: Path) -> bool:
+    """A package file kept only as the old name of moved modules: an alias that replaces itself
+    in ``sys.modules``, or a re-export whose docstring says so."""
+    if path.suffix != ".py":
+        return False
+    text = path.read_text(encoding="utf-8")
+    return "sys.modules[__name__] = " in text or text.startswith('"""The old path of')

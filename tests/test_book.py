@@ -39,6 +39,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 import yaml
 from bs4 import BeautifulSoup
+from support import is_old_path
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "_build" / "screenshots"
@@ -172,14 +173,6 @@ def test_book_builds_without_warnings(book: Path) -> None:
 # --- the API reference -------------------------------------------------------------------------
 
 
-def _is_old_path(path: Path) -> bool:
-    """A module kept only as the old name of moved ones (an alias, or a re-export that says so)."""
-    if path.suffix != ".py":
-        return False
-    text = path.read_text(encoding="utf-8")
-    return "sys.modules[__name__] = " in text or text.startswith('"""The old path of')
-
-
 def _public_modules() -> set[str]:
     """Every module of the package a user imports: no private ``_name``, no ``__main__``, no old
     path of a moved module; a subpackage counts once (``reprodl.training`` documents what it
@@ -189,7 +182,7 @@ def _public_modules() -> set[str]:
         name = path.stem if path.suffix == ".py" else path.name
         if name.startswith("_") or not (path.suffix == ".py" or (path / "__init__.py").is_file()):
             continue
-        if not _is_old_path(path):
+        if not is_old_path(path):
             names.add(f"reprodl.{name}")
     return names
 

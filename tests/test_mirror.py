@@ -4,9 +4,8 @@ in one table (a new module without tests fails this test)."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-from support import ROOT
+from support import ROOT, is_old_path
 
 PACKAGE = ROOT / "src" / "reprodl"
 
@@ -91,16 +90,11 @@ MIRROR: dict[str, tuple[str, ...]] = {
 }
 
 
-def _is_old_path(path: Path) -> bool:
-    text = path.read_text(encoding="utf-8")
-    return "sys.modules[__name__] = " in text or text.startswith('"""The old path of')
-
-
 def _modules() -> set[str]:
     return {
         str(p.relative_to(PACKAGE))
         for p in PACKAGE.rglob("*.py")
-        if not _is_old_path(p) and "egg-info" not in str(p)
+        if not is_old_path(p) and "egg-info" not in str(p)
     }
 
 

@@ -154,7 +154,8 @@ def add_train_only_options(p: argparse.ArgumentParser) -> None:
 def run_spec(args: argparse.Namespace, **fixed: Any) -> RunSpec:
     """The :class:`~reprodl.training.RunSpec` the run options describe, validated (a bad value or
     combination raises :class:`~reprodl.errors.UsageError`); with ``--epochs`` its steps are a
-    placeholder until :func:`with_epochs` knows the size of the data. Pins the process."""
+    placeholder until :func:`reprodl.training.spec.with_epochs` knows the size of the data.
+    Pins the process."""
     from reprodl import training
 
     options = {
@@ -166,10 +167,3 @@ def run_spec(args: argparse.Namespace, **fixed: Any) -> RunSpec:
         "schedule": args.schedule,
     }
     return training.RunSpec(**{**options, **fixed})
-
-
-def with_epochs(spec: RunSpec, args: argparse.Namespace, train_size: int) -> RunSpec:
-    """``spec`` with ``--epochs`` turned into steps over ``train_size`` examples, resolved."""
-    from reprodl.training.spec import with_epochs
-
-    return with_epochs(spec, args.epochs, train_size)

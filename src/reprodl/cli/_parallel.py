@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from reprodl.cli import _args, train
+from reprodl.cli import train
 from reprodl.errors import UsageError
 from reprodl.training.defaults import DEFAULTS
 
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
 
     training.apply_process_settings(spec)
     mnist = data.load_mnist(args.data)
-    spec = _args.with_epochs(spec, args, len(mnist.train))
+    spec = training.with_epochs(spec, args.epochs, len(mnist.train))
     digest_every = args.digest_every or 0
     start = time.perf_counter()
     if args.replicas:

@@ -61,11 +61,11 @@ def run(args: argparse.Namespace) -> int:
     if path.exists() and not args.resume:
         raise UsageError(f"{path} exists: add --resume to continue it, or name a new file")
     spec = _args.run_spec(args)  # the options checked before anything runs
-    from reprodl import data, decomposition, runtime
+    from reprodl import data, decomposition, runtime, training
 
     runtime.setup(args.base)
     mnist = data.load_mnist(args.data)
-    spec = _args.with_epochs(spec, args, len(mnist.train))
+    spec = training.with_epochs(spec, args.epochs, len(mnist.train))
     conditions = args.conditions or list(decomposition.CONDITIONS)
     record, resumed = decomposition.open_plan(
         decomposition.record_spec(spec, args.base), args.seeds, conditions, path, command=args.argv
