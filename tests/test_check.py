@@ -568,6 +568,31 @@ def test_an_isa_that_cannot_vary_is_a_note(monkeypatch):
     )
 
 
+@pytest.mark.parametrize(
+    ("flags", "new", "pin"),
+    [
+        (None, "--xla_cpu_max_isa=AVX", "AVX"),  # unset: the CPU's best, AVX2 here
+        ("--xla_cpu_max_isa=AVX2", "--xla_cpu_max_isa=AVX2 --xla_cpu_max_isa=AVX", "AVX"),
+        ("--xla_cpu_max_isa=AVX", "--xla_cpu_max_isa=AVX --xla_cpu_max_isa=AVX2", "AVX"),
+    ],
+)
+def test_under_jax_the_isa_run_caps_xla(monkeypatch, flags, new, pin):
+    """With ``KERAS_BACKEND=jax`` the isa run changes XLA's cap (the last flag wins)."""
+    monkeypatch.setattr(plan, "_best_isa", lambda: "AVX2")
+    env = {"KERAS_BACKEND": "jax", **({} if flags is None else {"XLA_FLAGS": flags})}
+    v = check.variation("isa", env)
+    assert (v.changes, v.before, v.pin) == ((("XLA_FLAGS", new),), (flags,), pin)
+    assert "XLA generates code for" in v.advice() and f"--xla_cpu_max_isa={pin}" in v.advice()
+
+
+def test_under_jax_the_threads_run_sizes_xlas_pool():
+    v = check.variation("threads", {"KERAS_BACKEND": "jax", "PJRT_NPROC": "1"})
+    assert v.changes == (("PJRT_NPROC", "2"),) and v.pin == "1"
+    assert "XLA's CPU thread pool" in v.advice() and 'os.environ["PJRT_NPROC"]' in v.advice()
+    tf = check.variation("threads", {"PJRT_NPROC": "1"})  # TensorFlow's runs: its variables
+    assert [name for name, _ in tf.changes] == ["TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS"]
+
+
 def test_the_hash_seed_moves_on_unless_unset():
     assert check.variation("hash-seed", {"PYTHONHASHSEED": "0"}).changes == (
         ("PYTHONHASHSEED", "1"),

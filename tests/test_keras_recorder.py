@@ -679,3 +679,45 @@ def test_a_signal_from_outside_leaves_a_partial_record(tmp_path, signum, status)
     part = records.load(tmp_path / "r.json")
     assert part.meta["interrupted"] == signal.Signals(signum).name and 3 <= part.steps <= 20
     assert _is_prefix(part, records.load(full))
+
+
+# --- on the JAX backend ----------------------------------------------------------------------
+
+_JAX_CHILD = """
+import os, sys
+os.environ["KERAS_BACKEND"] = "jax"
+import keras
+import numpy as np
+from reprodl.keras import RecordRun
+from reprodl.record import fingerprint
+
+keras.utils.set_random_seed(0)
+rng = np.random.default_rng(0)
+x, y = rng.standard_normal((640, 20)).astype("float32"), rng.integers(0, 3, 640)
+model = keras.Sequential([keras.layers.Dense(16, activation="relu", name="h"),
+                          keras.layers.Dropout(0.3, seed=1, name="d"),
+                          keras.layers.Dense(3, name="out")], name="net")  # no keras.Input
+model.compile(keras.optimizers.Adam(1e-3),
+              keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+callbacks = [RecordRun(sys.argv[1], every=3)] if sys.argv[1] != "-" else []
+model.fit(x, y, batch_size=64, epochs=2, verbose=0, callbacks=callbacks)
+print(fingerprint.weights_digest(model))
+"""
+
+
+@pytest.mark.slow
+def test_a_fit_on_jax_is_recorded_and_changed_by_nothing(tmp_path):
+    """Two fresh JAX processes give identical records; the recorded run ends with the weights
+    of a run without the callback (syncing the state for a digest changes no bit)."""
+    finals = []
+    for name in ("a.json", "b.json", "-"):
+        target = "-" if name == "-" else str(tmp_path / name)
+        result = run_python("-c", _JAX_CHILD, target, unset=("XLA_FLAGS", "PJRT_NPROC"))
+        assert result.returncode == 0, result.stderr[-2000:]
+        finals.append(result.stdout.split()[-1])
+    a, b = records.load(tmp_path / "a.json"), records.load(tmp_path / "b.json")
+    assert divergence.compare(a, b).identical
+    assert a.final_digest == finals[0] == finals[1] == finals[2]
+    assert a.steps == 20 and sorted(a.digests) == [0, 3, 6, 9, 12, 15, 18, 20]
+    assert a.meta["loss"] == "keras logs" and a.meta["settings"]["keras_backend"] == "jax"
+    assert "jax" in a.meta["versions"] and "jaxlib" in a.meta["versions"]

@@ -66,10 +66,12 @@ MIRROR: dict[str, tuple[str, ...]] = {
     "training/spec.py": ("test_spec.py",),
     # chapter aids
     "book/__init__.py": ("test_toolkit_boundary.py",),
+    "book/backend_compare.py": ("test_backend_compare.py",),
     "book/crosscheck.py": ("test_crosscheck.py", "test_crosscheck_emulated.py"),
     "book/fit_multiworker.py": ("test_distributed.py",),
     "book/fresh_process.py": ("test_fresh_process.py",),
     "book/gpu.py": ("test_gpu.py",),
+    "book/jax_battery.py": ("test_jax_battery.py",),
     "book/numpy_net.py": ("test_numpy_net.py",),
     "book/plots.py": ("test_plots.py",),
     "book/recipe.py": ("test_recipe.py",),

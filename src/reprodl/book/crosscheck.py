@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from reprodl import _formats, _proc, runtime, schemas
+from reprodl.book import jax_battery
 from reprodl.env import cpu, report
 from reprodl.errors import CrossCheckError, UsageError
 
@@ -46,6 +47,8 @@ class Setting:
     isa: str
     threads: int
 
+    backend = "tensorflow"
+
     @property
     def name(self) -> str:
         return f"opts{self.onednn_opts}-{self.isa}-t{self.threads}"
@@ -56,6 +59,15 @@ class Setting:
         if not m:
             raise UsageError(f"not a setting name: {name!r} (like opts1-AVX2-t2)")
         return cls(m.group(1), m.group(2), int(m.group(3)))
+
+    def env(self) -> dict[str, str]:
+        """Variables beyond the pins: none (the child repins from its arguments)."""
+        return {}
+
+    def command(self, cases: Sequence[Mapping[str, Any]]) -> list[str]:
+        """The interpreter command that runs ``cases`` (as :meth:`Case.to_dict` gives them)."""
+        return [sys.executable, "-c", _CHILD, self.onednn_opts, self.isa, str(self.threads),
+                json.dumps(list(cases))]  # fmt: skip
 
 
 #: The setting of :mod:`reprodl.runtime` (what the stored outputs are computed with).
@@ -69,6 +81,27 @@ ALTERNATIVES = tuple(
     for threads in (1, 2)
     if Setting(opts, isa, threads) != PINNED
 )
+
+#: A setting of either backend: TensorFlow's (:class:`Setting`) or JAX's
+#: (:class:`reprodl.book.jax_battery.JaxSetting`).
+AnySetting = Setting | jax_battery.JaxSetting
+
+#: The contract's setting of each backend.
+PINNED_OF = {"tensorflow": PINNED, jax_battery.BACKEND: jax_battery.PINNED}
+PINNED_NAMES = frozenset(s.name for s in PINNED_OF.values())
+
+
+def parse_setting(name: str) -> AnySetting:
+    """A setting by name: ``opts1-AVX2-t1`` (TensorFlow) or ``jax-n1-AVX2`` (JAX)."""
+    return jax_battery.JaxSetting.parse(name) if name.startswith("jax-") else Setting.parse(name)
+
+
+def settings_of(backend: str, *, alternatives: bool = False) -> list[AnySetting]:
+    """``backend``'s pinned setting, then, with ``alternatives``, the ones measured against it."""
+    if backend not in PINNED_OF:
+        raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join(PINNED_OF)}")
+    others = {"tensorflow": ALTERNATIVES, jax_battery.BACKEND: jax_battery.ALTERNATIVES}[backend]
+    return [PINNED_OF[backend], *(others if alternatives else ())]
 
 
 @dataclass(frozen=True)
@@ -252,24 +285,28 @@ def cache_qemu_path() -> str | None:
     return str(built[-1]) if built else None
 
 
-def _child_command(setting: Setting, cases: Sequence[Case]) -> list[str]:
+def _child_command(setting: AnySetting, cases: Sequence[Case]) -> list[str]:
     """The interpreter command that runs ``cases`` under ``setting`` (the battery's child)."""
-    cases_json = json.dumps([c.to_dict() for c in cases])
-    return [sys.executable, "-c", _CHILD, setting.onednn_opts, setting.isa, str(setting.threads),
-            cases_json]  # fmt: skip
+    return setting.command([c.to_dict() for c in cases])
 
 
-def _child_env() -> dict[str, str]:
-    """A battery child's environment: this one with the pins, and no cache geometry (only
-    :func:`run_setting` sets one, for the cache-geometry emulator)."""
+#: Variables this process may hold that would choose another backend or other JAX settings for
+#: a child: each setting sets the ones it needs.
+_BACKEND_ENV = ("KERAS_BACKEND", "PJRT_NPROC", "NPROC", "XLA_FLAGS")
+
+
+def _child_env(setting: AnySetting | None = None) -> dict[str, str]:
+    """A battery child's environment: this one with the pins and ``setting``'s variables, no
+    other backend's, and no cache geometry (only :func:`run_setting` sets one, for the
+    cache-geometry emulator)."""
     env = {**os.environ, **runtime.REPRODUCIBLE_ENV}
-    for name in GEOMETRY_ENV:
+    for name in (*GEOMETRY_ENV, *_BACKEND_ENV):
         env.pop(name, None)
-    return env
+    return {**env, **(setting.env() if setting else {})}
 
 
 def run_setting(
-    setting: Setting,
+    setting: AnySetting,
     cases: Sequence[Case] = BATTERY,
     *,
     emulate: str | None = None,
@@ -285,7 +322,7 @@ def run_setting(
     lines when it fails, and when it times out.
     """
     command = _child_command(setting, cases)
-    env = _child_env()
+    env = _child_env(setting)
     if geometry and not emulate:
         raise UsageError("a cache geometry needs an emulated CPU model")
     if emulate:
@@ -326,7 +363,7 @@ def onednn_kernels(
     more than ``timeout`` seconds raises :class:`CrossCheckError`."""
     setting = setting or PINNED
     command = _child_command(setting, cases)
-    env = {**_child_env(), "ONEDNN_VERBOSE": "1"}
+    env = {**_child_env(setting), "ONEDNN_VERBOSE": "1"}
     proc = _proc.run(command, env=env, timeout=timeout)
     names = ", ".join(c.name for c in cases)
     if proc.timed_out:
@@ -354,7 +391,7 @@ def onednn_kernels(
 
 
 def run_battery(
-    settings: Sequence[Setting],
+    settings: Sequence[AnySetting],
     cases: Sequence[Case] = BATTERY,
     *,
     emulate: str | None = None,
@@ -363,7 +400,10 @@ def run_battery(
     progress=None,
 ) -> dict[str, Any]:
     """Run the battery under every setting on one CPU (native, or ``emulate``, with its caches
-    replaced by ``geometry``); a record."""
+    replaced by ``geometry``); a record. The settings are of one backend."""
+    backends = {s.backend for s in settings}
+    if len(backends) != 1:
+        raise UsageError("one record holds the settings of one backend")
     cpu_info: dict[str, Any] | None = None
     results: list[dict[str, Any]] = []
     for setting in settings:
@@ -386,7 +426,7 @@ def run_battery(
         "geometry": geometry.to_dict() if geometry else None,
         "host_cpu": None if not emulate else host.to_dict(),
         "versions": versions,
-        "pinned": PINNED.name,
+        "pinned": PINNED_OF[backends.pop()].name,
         "cases": [c.to_dict() for c in cases],
         "results": results,
     }
@@ -509,7 +549,7 @@ def agreement(recs: Iterable[Mapping[str, Any]]) -> list[Agreement]:
 
 def _order(key: tuple[str, str]) -> tuple[int, str, int]:
     setting, case = key
-    pinned_first = 0 if setting == PINNED.name else 1
+    pinned_first = 0 if setting in PINNED_NAMES else 1
     case_index = list(CASES).index(case) if case in CASES else len(CASES)
     return pinned_first, setting, case_index
 
@@ -541,7 +581,7 @@ def short_bits(bits: str) -> str:
 
 def emulate_many(
     models: Sequence[str],
-    settings: Sequence[Setting],
+    settings: Sequence[AnySetting],
     cases: Sequence[Case] = BATTERY,
     *,
     jobs: int = 2,
@@ -594,9 +634,13 @@ def save_into(record: Mapping[str, Any], folder: str | os.PathLike[str]) -> Path
 
 
 def verdict(recs: Sequence[Mapping[str, Any]]) -> tuple[list[str], bool]:
-    """The agreement table of ``recs`` and the pinned setting's verdict (lines to print, blank
-    lines between), and whether the pinned setting is exact on every CPU."""
+    """The agreement table of ``recs`` and each pinned setting's verdict (lines to print, blank
+    lines between), and whether the pinned settings are exact on every CPU."""
     rows = agreement(recs)
-    pinned_ok = all(a.exact for a in rows if a.setting == PINNED.name)
-    said = "exact on every CPU" if pinned_ok else "DIFFERS between CPUs"
-    return ["", *format_agreement(rows), "", f"pinned setting {PINNED.name}: {said}"], pinned_ok
+    lines, pinned_ok = ["", *format_agreement(rows), ""], True
+    for name in sorted({a.setting for a in rows} & PINNED_NAMES):
+        exact = all(a.exact for a in rows if a.setting == name)
+        said = "exact on every CPU" if exact else "DIFFERS between CPUs"
+        lines.append(f"pinned setting {name}: {said}")
+        pinned_ok = pinned_ok and exact
+    return lines, pinned_ok

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -20,6 +21,13 @@ _THREADS = ("TF_NUM_INTRAOP_THREADS", "OMP_NUM_THREADS")
 _INTEROP = ("TF_NUM_INTEROP_THREADS",)
 _HASH_SEED = "PYTHONHASHSEED"
 _ISA = "ONEDNN_MAX_CPU_ISA"
+#: Keras on JAX (``KERAS_BACKEND=jax`` in the caller's environment): XLA:CPU's thread pool, and
+#: its instruction-set cap, a flag in ``XLA_FLAGS`` (``reprodl.env.contract``, chapter 13).
+_JAX_THREADS = ("PJRT_NPROC",)
+_XLA_FLAGS = "XLA_FLAGS"
+_XLA_ISA = re.compile(r"--xla_cpu_max_isa=(\S+)")
+#: oneDNN's instruction-set names (:data:`reprodl.env.cpu.ISA_ORDER`) as XLA spells them.
+_XLA_ISA_NAMES = {"SSE41": "SSE4_2", "AVX": "AVX", "AVX2": "AVX2", "AVX512_CORE": "AVX512"}
 
 #: Per perturbation: what the result then depends on, and how to pin it (``{pin}``: the value).
 _ADVICE = {
@@ -38,6 +46,14 @@ _ADVICE = {
         "the instruction set oneDNN computes with",
         "pin ONEDNN_MAX_CPU_ISA in your script before TensorFlow loads "
         '(os.environ["ONEDNN_MAX_CPU_ISA"] = "{pin}")',
+    ),
+    "jax-threads": (
+        "the size of XLA's CPU thread pool",
+        'pin PJRT_NPROC in your script before JAX loads (os.environ["PJRT_NPROC"] = "{pin}")',
+    ),
+    "jax-isa": (
+        "the instruction set XLA generates code for",
+        "add --xla_cpu_max_isa={pin} to XLA_FLAGS in your script before JAX loads",
     ),
     "hash-seed": (
         "the hash seed (the iteration order of sets and dicts of strings)",
@@ -58,6 +74,7 @@ class Variation:
     changes: tuple[tuple[str, str], ...] = ()  # (variable, value) for this run
     before: tuple[str | None, ...] = ()  # the plain runs' values of those variables
     pin: str = ""  # the value to suggest pinning when the result depends on it
+    advice_key: str = ""  # which advice fits (default: the perturbation's name)
 
     @property
     def plain(self) -> bool:
@@ -85,7 +102,7 @@ class Variation:
 
     def advice(self) -> str:
         """What the result depends on, and how to pin it (for a perturbed run that differs)."""
-        what, how = _ADVICE[self.name]
+        what, how = _ADVICE[self.advice_key or self.name]
         return f"the result depends on {what}: {how.format(pin=self.pin)}"
 
 
@@ -156,9 +173,37 @@ def _isa_variation(env: Mapping[str, str]) -> Variation | str:
     return Variation("isa", ((_ISA, new),), (cap,), lower)
 
 
+def _jax_threads_variation(env: Mapping[str, str]) -> Variation:
+    """XLA's thread pool 1 <-> 2; unset (one thread per core) -> 1, or 2 on one core."""
+    plain = _count_variation("threads", _JAX_THREADS, env)
+    return Variation(plain.name, plain.changes, plain.before, plain.pin, "jax-threads")
+
+
+def _jax_isa_variation(env: Mapping[str, str]) -> Variation | str:
+    """XLA's instruction-set cap: AVX2 <-> AVX (unset counts as the CPU's best)."""
+    best = _best_isa()
+    if best is None:
+        return f"isa: this CPU ({platform.machine()}) has no x86-64 instruction sets to cap"
+    flags = env.get(_XLA_FLAGS, "")
+    found = _XLA_ISA.findall(flags)
+    used = found[-1].upper() if found else _XLA_ISA_NAMES[best]
+    new = "AVX" if used in ("AVX2", "AVX512") else "AVX2"
+    if new == "AVX2" and best in ("SSE41", "AVX"):
+        return "isa: this CPU has no AVX2 for XLA to generate code for"
+    changed = (_XLA_FLAGS, f"{flags} --xla_cpu_max_isa={new}".strip())
+    portable = "AVX" if "AVX" in (used, new) else used
+    return Variation("isa", (changed,), (env.get(_XLA_FLAGS),), portable, "jax-isa")
+
+
 def variation(name: str, env: Mapping[str, str]) -> Variation | str:
     """The extra run for perturbation ``name`` given the plain runs' environment ``env``, or a
-    note saying why there is none (e.g. ``PYTHONHASHSEED`` unset already varies the hash seed)."""
+    note saying why there is none (e.g. ``PYTHONHASHSEED`` unset already varies the hash seed).
+    Where ``env`` has ``KERAS_BACKEND=jax``, ``threads`` and ``isa`` change JAX's settings."""
+    jax = env.get("KERAS_BACKEND") == "jax"
+    if name == "threads" and jax:
+        return _jax_threads_variation(env)
+    if name == "isa" and jax:
+        return _jax_isa_variation(env)
     if name == "threads":
         return _count_variation(name, _THREADS, env)
     if name == "order":

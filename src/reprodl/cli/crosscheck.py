@@ -34,9 +34,19 @@ def add_parser(sub: _args.Subparsers, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--all-settings",
         action="store_true",
-        help="also the alternatives: oneDNN opts 0/1 x ISA cap AVX2/AVX x 1/2 intra-op threads",
+        help="also the alternatives: oneDNN opts 0/1 x ISA cap AVX2/AVX x 1/2 intra-op threads; "
+        "under --backend jax: JAX as installed, 2 and 4 XLA threads, ISA caps AVX and SSE4_2, "
+        "fast math",
     )
-    p.add_argument("--settings", metavar="NAME,...", help="settings by name (opts1-AVX2-t1,...)")
+    p.add_argument(
+        "--backend",
+        choices=("tensorflow", "jax"),
+        default="tensorflow",
+        help="Keras' backend for the runs (jax: every case through fit; its own settings)",
+    )
+    p.add_argument(
+        "--settings", metavar="NAME,...", help="settings by name (opts1-AVX2-t1, jax-n1-AVX2,...)"
+    )
     p.add_argument(
         "--cases",
         metavar="NAME,...",
@@ -71,9 +81,11 @@ def plan(args: argparse.Namespace) -> Plan:
     from reprodl.book import crosscheck as cc
 
     if args.settings:
-        settings = [cc.Setting.parse(name) for name in args.settings.split(",")]
+        settings = [cc.parse_setting(name) for name in args.settings.split(",")]
+        if any(s.backend != args.backend for s in settings):
+            raise UsageError(f"--settings names a setting of another backend than {args.backend}")
     else:
-        settings = [cc.PINNED, *(cc.ALTERNATIVES if args.all_settings else ())]
+        settings = cc.settings_of(args.backend, alternatives=args.all_settings)
     names = args.cases.split(",") if args.cases else list(cc.CASES)
     unknown = [n for n in names if n not in cc.ALL_CASES]
     if unknown:

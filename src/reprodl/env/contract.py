@@ -60,3 +60,25 @@ REPRODUCIBLE_ENV: dict[str, str] = {**PINNED_ENV, "PYTHONHASHSEED": "0"}
 #: The environment the book's stored outputs were executed in (``requirements.txt`` pins the
 #: packages; a test keeps the two equal). Elsewhere the last bits differ (chapter 8).
 BOOK_ENVIRONMENT = {"python": "3.11", "numpy": "2.4.6", "tensorflow": "2.21.0", "keras": "3.15.1"}
+
+# --- Keras' JAX backend (chapter 13) ---------------------------------------------------------
+# Not part of PINNED_ENV: these variables matter only in a process whose Keras runs on JAX
+# (``KERAS_BACKEND=jax`` before Keras is imported), and XLA_FLAGS would also reach
+# TensorFlow's own XLA. Measured on the book's four models (``src/reprodl/results/cross_cpu_jax``).
+
+#: Threads of XLA:CPU's thread pool. XLA sizes it from ``PJRT_NPROC`` (then ``NPROC``), else
+#: from the cores the process may use (``DefaultThreadPoolSize`` in XLA's
+#: ``xla/pjrt/utils.cc``), and the bits of the softmax and CNN runs change with that size
+#: (1, 2 and 4 threads give three different CNN fingerprints): so a laptop with 8 cores and a
+#: 2-core Colab machine disagree unless it is fixed.
+JAX_THREADS = 1
+#: XLA's instruction-set cap for the code it generates (``--xla_cpu_max_isa``): AVX and SSE4.2
+#: (no FMA) give other bits than AVX2; the cap makes AVX-512 machines generate AVX2 code.
+JAX_ISA = "AVX2"
+#: What a JAX process of the contract sets before JAX and Keras load. Fast math stays off (XLA's
+#: default since 2021, pinned all the same: on, it changes every model's bits).
+JAX_PINNED_ENV: dict[str, str] = {
+    "KERAS_BACKEND": "jax",
+    "PJRT_NPROC": str(JAX_THREADS),
+    "XLA_FLAGS": f"--xla_cpu_max_isa={JAX_ISA} --xla_cpu_enable_fast_math=false",
+}

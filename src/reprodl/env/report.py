@@ -21,7 +21,7 @@ REPORTED_FLAGS = ("sse4_1", "sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_b
 #: Environment variables a user's run record keeps, by prefix and by name (what the bits can
 #: depend on in a process this package did not pin).
 SETTINGS_PREFIXES = ("TF_", "ONEDNN_", "OMP_", "OPENBLAS_", "MKL_", "NPY_", "KMP_", "XLA_")
-SETTINGS_NAMES = ("PYTHONHASHSEED", "KERAS_BACKEND", "CUDA_VISIBLE_DEVICES")
+SETTINGS_NAMES = ("PYTHONHASHSEED", "KERAS_BACKEND", "CUDA_VISIBLE_DEVICES", "PJRT_NPROC", "NPROC")
 
 
 def versions() -> dict[str, str]:

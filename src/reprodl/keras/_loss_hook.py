@@ -69,7 +69,13 @@ _HOOKS: weakref.WeakKeyDictionary[Any, _LossHook] = weakref.WeakKeyDictionary()
 
 
 def _loss_hook(model: Any) -> _LossHook | None:
-    """The model's loss hook (installed on first use), or None where it cannot work."""
+    """The model's loss hook (installed on first use), or None where it cannot work: under
+    several replicas, and on JAX, whose training step is a pure function that cannot store a
+    value in a variable (its trainer returns the state instead)."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return None
     strategy = getattr(model, "distribute_strategy", None)
     if strategy is not None and getattr(strategy, "num_replicas_in_sync", 1) != 1:
         return None

@@ -24,9 +24,9 @@ def _refuse_unrecordable(model: Any) -> None:
     """Refuse a model whose training cannot be recorded faithfully, with the reason."""
     import keras
 
-    if keras.backend.backend() != "tensorflow":
+    if keras.backend.backend() not in _state.BACKENDS:
         raise UsageError(
-            f"RecordRun records TensorFlow-backend training; Keras runs on "
+            f"RecordRun records training on the TensorFlow and JAX backends; Keras runs on "
             f"{keras.backend.backend()!r} here (KERAS_BACKEND)"
         )
     spe = getattr(model, "steps_per_execution", 1)
@@ -90,6 +90,7 @@ class Recording:
 
     def start(self, model: Any) -> None:
         """The first fit, the model built: fix the variables and digest step 0."""
+        _state.sync(model)
         optimizer = model.optimizer
         if not optimizer.built:  # as Keras does under a strategy; else it would in the first step
             optimizer.build(model.trainable_variables)
@@ -119,10 +120,12 @@ class Recording:
             return
         self._losses.append(self.loss.take(logs, self.path))
         if self.every and self.steps % self.every == 0:
+            _state.sync(self._model_ref())
             self._digests[self.steps] = self.digest_state()
 
     def end_fit(self, model: Any) -> None:
         """The fit ended: digest the state after its last step (unless done already)."""
+        _state.sync(model)
         optimizer = getattr(model, "optimizer", None)
         # fit has just called finalize_variable_values (an EMA may have replaced the weights)
         if self.steps not in self._digests or getattr(optimizer, "use_ema", False):
@@ -137,10 +140,9 @@ class Recording:
         record was not cut back. Before the model was built there is nothing to vouch for."""
         if not self.started:
             return False
-        import tensorflow as tf
-
         self.interrupted = reason
-        with tf.init_scope():  # eager, even if the signal came while a step was traced
+        with _state.eager():  # even if the signal came while a step was traced
+            _state.sync(self._model_ref())
             whole = self._settle()
         self.write()
         return whole

@@ -4,7 +4,9 @@ versions the bits depend on (read, never set)."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -12,6 +14,9 @@ import numpy as np
 from reprodl.env import report
 from reprodl.record import fingerprint
 from reprodl.record.state import state_variables, unique_name
+
+#: The Keras backends whose ``fit`` a record can follow.
+BACKENDS = ("tensorflow", "jax")
 
 #: One variable of the state: its record entry (``name``, ``shape``, ``dtype``, ``kind``) and
 #: the variable itself.
@@ -22,6 +27,29 @@ def value(variable: Any) -> np.ndarray:
     """A variable's current value as a NumPy array (one read)."""
     current = getattr(variable, "value", variable)
     return np.asarray(current.numpy() if hasattr(current, "numpy") else current)
+
+
+def sync(model: Any) -> None:
+    """Make ``model``'s variables hold the training's state now. Under JAX, ``fit`` keeps the
+    state outside the variables between steps (Keras 3.15's JAX trainer) and writes it back at
+    the end of an epoch, or when a callback asks, as this does (``jax_state_sync``)."""
+    sync_state = getattr(model, "jax_state_sync", None)
+    if sync_state is not None:
+        sync_state()
+
+
+@contextlib.contextmanager
+def eager() -> Iterator[None]:
+    """Run eagerly even inside a TensorFlow trace (``tf.init_scope``); JAX needs nothing."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        yield
+        return
+    import tensorflow as tf
+
+    with tf.init_scope():
+        yield
 
 
 def iterations(model: Any) -> int | None:
@@ -86,5 +114,17 @@ def facts(model: Any) -> dict[str, Any]:
         "model": model.name,
         "command": list(sys.argv),
         "settings": settings(model),
-        "versions": report.versions(),
+        "versions": {**report.versions(), **_jax_versions()},
     }
+
+
+def _jax_versions() -> dict[str, str]:
+    """JAX's and jaxlib's versions where Keras runs on JAX (their bits are then JAX's)."""
+    import keras
+
+    if keras.backend.backend() != "jax":
+        return {}
+    import jax
+    import jaxlib
+
+    return {"jax": jax.__version__, "jaxlib": jaxlib.__version__}
