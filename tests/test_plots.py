@@ -241,3 +241,13 @@ def test_retina_inline_in_a_shell_doubles_the_pixels_and_keeps_the_width():
         assert data["text/plain"] == "<Figure size 700x360 with 1 Axes>"  # what the gate compares
     finally:
         InteractiveShell.clear_instance()
+
+
+def test_layer_parting_one_bar_per_layer_and_same_bits_marked():
+    fig = plots.layer_parting({"cnn": [("conv_1", 0.0), ("dense", 0.5)], "lstm": [("lstm", 1.0)]})
+    _check(fig, 1)
+    ax = fig.axes[0]
+    assert [p.get_width() for p in ax.patches] == [0.0, 50.0, 100.0]
+    assert [t.get_text() for t in ax.texts] == ["same bits", "50%", "100%"]
+    names = [t.get_text() for t in ax.get_yticklabels()]
+    assert names == ["cnn: conv_1", "cnn: dense", "lstm: lstm"]

@@ -54,6 +54,7 @@ GOALS = {
     "10_repeat_experiments": "summarise runs over seeds; compare two variants with paired seeds",
     "11_your_own_training": "apply the recipe to a plain Keras script and `check` it",
     "12_many_replicas": "see why the replica count changes the bits; seed masks per replica",
+    "13_another_backend": "pin a Keras-on-JAX run; see where TensorFlow and JAX part",
 }
 
 #: The exercise done in class, per chapter (the page's labels; the others are homework).

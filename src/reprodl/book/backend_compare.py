@@ -89,6 +89,20 @@ def run_backend(
     return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
 
 
+def initial_fingerprints(backend: str, names: Sequence[str], *, timeout: float = 600) -> dict:
+    """The fingerprint of each model's initial weights when built with seed 0 on ``backend``
+    (``softmax``, ``mlp``, ``cnn`` or ``lstm``), from a fresh interpreter."""
+    env = {**os.environ, **child_env(backend)}
+    proc = _proc.run(
+        [sys.executable, "-c", _INIT_CHILD, json.dumps(list(names))], env=env, timeout=timeout
+    )
+    if proc.timed_out or proc.returncode != 0:
+        tail = "\n".join(proc.stderr.splitlines()[-8:])
+        raise ReprodlError(f"the {backend} build failed (exit {proc.returncode}):\n{tail}")
+    (line,) = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    return json.loads(line)
+
+
 def ulps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The distance between float32 arrays in units in the last place (0 where equal)."""
 
@@ -229,4 +243,21 @@ for spec in specs:
     print(json.dumps({"model": spec["name"], "final_loss": float(history.history["loss"][-1]),
                       "test_correct": correct, "test_total": len(mnist.test.labels),
                       "seconds": round(time.perf_counter() - start, 1)}), flush=True)
+"""
+
+_INIT_CHILD = r"""
+import json, sys
+import reprodl.runtime as rt
+rt.setup(0)
+
+import keras
+from reprodl import models
+from reprodl.record import fingerprint
+
+built = {}
+for name in json.loads(sys.argv[1]):
+    keras.utils.set_random_seed(0)
+    model = models.row_lstm(0) if name == "lstm" else models.build(name, seed=0)
+    built[name] = fingerprint.weights_digest(model)
+print(json.dumps(built))
 """

@@ -702,3 +702,26 @@ def _vertical_mark(ax: Any, x: float, label: str | None, *, ha: str) -> None:
             rotation=90,
             color="grey",
         )
+
+
+@_styled
+def layer_parting(layers: Mapping[str, Sequence[tuple[str, float]]], *, title: str = "") -> Figure:
+    """Where two backends part: for each model (``layers``: model -> (layer, share of the layer's
+    outputs whose bits differ, 0 to 1) in the model's order), one bar per layer, top to bottom;
+    a layer whose outputs agree to the last bit is marked "same bits"."""
+    labels, shares = [], []
+    for model, rows in layers.items():
+        for layer, share in rows:
+            labels.append(f"{model}: {layer}")
+            shares.append(100.0 * float(share))
+    fig, ax = plt.subplots(figsize=(7.0, 1.0 + 0.32 * len(labels)))
+    y = np.arange(len(labels))
+    ax.barh(y, shares, color=GROUP_COLORS[1])
+    for i, share in enumerate(shares):
+        text = "same bits" if share == 0 else f"{share:.0f}%"
+        ax.annotate(text, (share, i), xytext=(4, 0), textcoords="offset points", va="center")
+    ax.set_yticks(y, labels)
+    ax.invert_yaxis()
+    ax.set(xlim=(0, 115), xlabel="outputs whose bits differ (%)", title=title)
+    fig.tight_layout()
+    return fig

@@ -68,9 +68,9 @@ BOOK_ENVIRONMENT = {"python": "3.11", "numpy": "2.4.6", "tensorflow": "2.21.0", 
 
 #: Threads of XLA:CPU's thread pool. XLA sizes it from ``PJRT_NPROC`` (then ``NPROC``), else
 #: from the cores the process may use (``DefaultThreadPoolSize`` in XLA's
-#: ``xla/pjrt/utils.cc``), and the bits of the softmax and CNN runs change with that size
-#: (1, 2 and 4 threads give three different CNN fingerprints): so a laptop with 8 cores and a
-#: 2-core Colab machine disagree unless it is fixed.
+#: ``xla/pjrt/utils.cc``), and the bits of the softmax, MLP and CNN runs change with that
+#: size (1, 2 and 4 threads give three different CNN fingerprints): so a laptop with 8 cores and
+#: a 2-core Colab machine may disagree unless it is fixed.
 JAX_THREADS = 1
 #: XLA's instruction-set cap for the code it generates (``--xla_cpu_max_isa``): AVX and SSE4.2
 #: (no FMA) give other bits than AVX2; the cap makes AVX-512 machines generate AVX2 code.
