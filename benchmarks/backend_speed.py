@@ -20,13 +20,11 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
-import statistics
-import subprocess
 import sys
 from importlib.metadata import version
-from pathlib import Path
+
+import _alternating
 
 VARIANTS = ("tensorflow-stock", "tensorflow-pinned", "jax-stock", "jax-pinned")
 
@@ -91,42 +89,26 @@ def child_env(variant: str) -> dict[str, str]:
     return env
 
 
-def measure(variant: str, steps: int, warmup: int, data_dir: str) -> dict:
-    proc = subprocess.run(
-        [sys.executable, "-c", _CHILD, variant, str(steps), str(warmup), data_dir],
-        env=child_env(variant),
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{variant} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
-    return json.loads(lines[-1])
+def _line(repeat: int, result: dict) -> str:
+    return f"repeat {repeat} {result['variant']:<18} {result['steps_per_second']:6.2f} steps/s"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--data", default=os.environ.get("REPRODL_DATA", ""))
-    parser.add_argument("--out", type=Path, help="JSON record (default: print only)")
+    _alternating.add_options(parser, steps=100, warmup=10)
     args = parser.parse_args(argv)
 
     from reprodl import _io
     from reprodl.env import contract, cpu, report
 
-    runs: list[dict] = []
-    for repeat in range(args.repeats):
-        for variant in VARIANTS:
-            result = {**measure(variant, args.steps, args.warmup, args.data), "repeat": repeat}
-            runs.append(result)
-            print(f"repeat {repeat} {variant:<18} {result['steps_per_second']:6.2f} steps/s")
-    median = {
-        v: statistics.median(r["steps_per_second"] for r in runs if r["variant"] == v)
-        for v in VARIANTS
-    }
+    options = [str(args.steps), str(args.warmup), args.data]
+    runs = _alternating.alternate(
+        VARIANTS,
+        args.repeats,
+        lambda v: _alternating.measure(_CHILD, v, options, child_env(v)),
+        _line,
+    )
+    median = _alternating.medians(runs, VARIANTS)
     ratios = {
         "tensorflow pinned / stock": median["tensorflow-pinned"] / median["tensorflow-stock"],
         "jax pinned / stock": median["jax-pinned"] / median["jax-stock"],

@@ -21,12 +21,10 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
-import statistics
-import subprocess
 import sys
-from pathlib import Path
+
+import _alternating
 
 VARIANTS = ("stock", "pinned-fit", "own-loop-whole", "own-loop")
 
@@ -84,51 +82,40 @@ print(json.dumps({
 _PIN_PREFIXES = ("TF_", "ONEDNN", "OMP_", "OPENBLAS", "MKL_", "NPY_", "PYTHONHASHSEED")
 
 
-def measure(variant: str, steps: int, warmup: int, data_dir: str) -> dict:
+def child_env(variant: str) -> dict[str, str]:
+    """The environment of one measurement's process: the stock one starts without the pins."""
     env = dict(os.environ)
     if variant == "stock":
         env = {k: v for k, v in env.items() if not k.startswith(_PIN_PREFIXES)}
         env["TF_CPP_MIN_LOG_LEVEL"] = "3"  # quiet, changes nothing else
-    proc = subprocess.run(
-        [sys.executable, "-c", _CHILD, variant, str(steps), str(warmup), data_dir],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
+    return env
+
+
+def _line(repeat: int, result: dict) -> str:
+    return (
+        f"repeat {repeat} {result['variant']:<10} {result['steps_per_second']:6.2f} steps/s  "
+        f"(intra {result['intra_op_threads']}, inter {result['inter_op_threads']}, "
+        f"determinism {result['op_determinism']}, oneDNN opts {result['onednn_opts']})"
     )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"{variant} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
-    return json.loads(lines[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=150)
-    parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--data", default=os.environ.get("REPRODL_DATA", ""))
-    parser.add_argument("--out", type=Path, help="JSON record (default: print only)")
+    _alternating.add_options(parser, steps=150, warmup=20)
     args = parser.parse_args(argv)
 
     import reprodl  # noqa: F401  (after the children's environment is read: only for reports)
     from reprodl import _io, cpu
     from reprodl.env import report
 
-    runs: list[dict] = []
-    for repeat in range(args.repeats):
-        for variant in VARIANTS:
-            result = measure(variant, args.steps, args.warmup, args.data)
-            result["repeat"] = repeat
-            runs.append(result)
-            print(f"repeat {repeat} {variant:<10} {result['steps_per_second']:6.2f} steps/s  "
-                  f"(intra {result['intra_op_threads']}, inter {result['inter_op_threads']}, "
-                  f"determinism {result['op_determinism']}, oneDNN opts {result['onednn_opts']})",
-                  flush=True)  # fmt: skip
-    median = {
-        v: statistics.median(r["steps_per_second"] for r in runs if r["variant"] == v)
-        for v in VARIANTS
-    }
+    options = [str(args.steps), str(args.warmup), args.data]
+    runs = _alternating.alternate(
+        VARIANTS,
+        args.repeats,
+        lambda v: _alternating.measure(_CHILD, v, options, child_env(v)),
+        _line,
+    )
+    median = _alternating.medians(runs, VARIANTS)
     ratios = {
         "own-loop / stock": median["own-loop"] / median["stock"],
         "pinned-fit / stock": median["pinned-fit"] / median["stock"],
