@@ -22,7 +22,6 @@ import argparse
 import datetime
 import os
 import sys
-from importlib.metadata import version
 
 import _alternating
 
@@ -119,8 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, value in ratios.items():
         print(f"{name}: {value:.2f}x")
     if args.out:
-        versions = report.installed_versions()
-        versions.update({name: version(name) for name in ("jax", "jaxlib")})
+        versions = report.installed_versions(report.JAX_PACKAGES)
         record = {
             "benchmark": "backend_speed",
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

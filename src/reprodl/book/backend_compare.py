@@ -182,7 +182,7 @@ def compare(models: Sequence[Model] = MODELS, folder: Path | None = None) -> dic
                     "weights": weight_distance(where, m.name),
                 }
             )
-    versions = report.installed_versions()
+    versions = report.installed_versions(report.JAX_PACKAGES)
     return {
         "what": "TensorFlow against JAX on the same initial weights and batches",
         "versions": {k: versions.get(k) for k in ("tensorflow", "keras", "jax", "jaxlib")},

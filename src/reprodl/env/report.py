@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -44,10 +44,15 @@ def versions() -> dict[str, str]:
     return found
 
 
-def installed_versions() -> dict[str, str]:
-    """Python and the installed NumPy, TensorFlow and Keras, without importing any of them."""
+#: The packages of Keras' JAX backend (chapter 13), for records of runs on JAX.
+JAX_PACKAGES = ("jax", "jaxlib")
+
+
+def installed_versions(extra: Sequence[str] = ()) -> dict[str, str]:
+    """Python and the installed NumPy, TensorFlow and Keras (and the ``extra`` packages),
+    without importing any of them."""
     found = {"python": platform.python_version()}
-    for name in ("numpy", "tensorflow", "keras"):
+    for name in ("numpy", "tensorflow", "keras", *extra):
         try:
             found[name] = version(name)
         except PackageNotFoundError:

@@ -124,7 +124,5 @@ def _jax_versions() -> dict[str, str]:
 
     if keras.backend.backend() != "jax":
         return {}
-    import jax
-    import jaxlib
-
-    return {"jax": jax.__version__, "jaxlib": jaxlib.__version__}
+    installed = report.installed_versions(report.JAX_PACKAGES)
+    return {name: installed[name] for name in report.JAX_PACKAGES}
