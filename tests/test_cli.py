@@ -38,7 +38,8 @@ from reprodl.record import compare as comparing
         (
             ["fly"],
             "python -m reprodl: error: argument COMMAND: invalid choice: 'fly' (choose from "
-            "'train', 'compare', 'bisect', 'decompose', 'crosscheck', 'check', 'env')",
+            "'train', 'compare', 'bisect', 'decompose', 'crosscheck', 'check', "
+            "'invariance', 'env')",
         ),
         (
             ["train", "--model", "resnet", "--steps", "1"],
@@ -184,7 +185,16 @@ def test_top_level_help_lists_the_commands_and_exit_statuses(capsys):
         main(["--help"])
     out = capsys.readouterr().out
     listed = re.findall(r"^    (\w+)", out, flags=re.MULTILINE)
-    assert listed == ["train", "compare", "bisect", "decompose", "crosscheck", "check", "env"]
+    assert listed == [
+        "train",
+        "compare",
+        "bisect",
+        "decompose",
+        "crosscheck",
+        "check",
+        "invariance",
+        "env",
+    ]
     assert "  --version " in out and "  --debug " in out
     assert "\nexit status:\n  0  success" in out
 

@@ -251,3 +251,16 @@ def test_layer_parting_one_bar_per_layer_and_same_bits_marked():
     assert [t.get_text() for t in ax.texts] == ["same bits", "50%", "100%"]
     names = [t.get_text() for t in ax.get_yticklabels()]
     assert names == ["cnn: conv_1", "cnn: dense", "lstm: lstm"]
+
+
+def test_size_groups_letters_a_for_alone_and_one_colour_per_group():
+    fig = plots.size_groups(
+        {"mlp": [[1], [2], [3], [4, 100]], "lstm": [[2], [1, 4, 100], [3]]}, separators=[1]
+    )
+    _check(fig, 1)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "3", "4", "100"]
+    assert [t.get_text() for t in ax.texts] == [*"ABCDD", *"ABCAA"]
+    cells = ax.images[0].get_array()
+    assert (cells[1, 0] == cells[1, 3]).all() and not (cells[0, 0] == cells[0, 3]).all()
+    assert len(ax.lines) == 1  # the separator

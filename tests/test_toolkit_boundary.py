@@ -36,6 +36,8 @@ TOOLKIT = (
     "reprodl.record.digest_map",
     "reprodl.keras",
     "reprodl.check",
+    "reprodl.serving",
+    "reprodl.serving.report",
     "reprodl.cli",
 )
 

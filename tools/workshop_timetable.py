@@ -55,6 +55,7 @@ GOALS = {
     "11_your_own_training": "apply the recipe to a plain Keras script and `check` it",
     "12_many_replicas": "see why the replica count changes the bits; seed masks per replica",
     "13_another_backend": "pin a Keras-on-JAX run; see where TensorFlow and JAX part",
+    "14_serving": "check a saved model for batch invariance; serve it on one fixed batch shape",
 }
 
 #: The exercise done in class, per chapter (the page's labels; the others are homework).

@@ -53,6 +53,8 @@ P = ParamSpec("P")
 
 #: Colours of categories in the book's grids, in order: the first group, the second, ...
 GROUP_COLORS = ("#4C72B0", "#DD8452", "#C44E52", "#8172B3", "#937860", "#DA8BC3")
+#: Further colours for grids with more groups than GROUP_COLORS (chapter 14's batch sizes).
+_MORE_GROUP_COLORS = ("#55A868", "#8C8C8C", "#CCB974", "#64B5CD")
 #: A cell of a grid with nothing in it (a case a machine did not run).
 EMPTY_COLOR = "#EEEEEE"
 _MASK_COLORS = ListedColormap(["#333333", "#C9D6EA"])  # dropped, kept
@@ -723,5 +725,39 @@ def layer_parting(layers: Mapping[str, Sequence[tuple[str, float]]], *, title: s
     ax.set_yticks(y, labels)
     ax.invert_yaxis()
     ax.set(xlim=(0, 115), xlabel="outputs whose bits differ (%)", title=title)
+    fig.tight_layout()
+    return fig
+
+
+@_styled
+def size_groups(
+    table: Mapping[str, Sequence[Sequence[int]]], *, separators: Sequence[int] = (), title: str = ""
+) -> Figure:
+    """Which batch sizes give an example the same bits: one row per model (and setting), one
+    column per batch size, each cell lettered and coloured by its group of equal bits.
+
+    ``table[row]`` lists the row's groups of sizes (as :attr:`reprodl.serving.Invariance.groups`
+    gives them); A is the group of the example alone (size 1), then B, C, ... in order of their
+    smallest size. A row of one colour is batch-invariant over the sizes measured. A line is drawn
+    above each row index in ``separators`` (e.g. between settings).
+    """
+    columns = sorted({n for groups in table.values() for g in groups for n in g})
+    palette = (*GROUP_COLORS, *_MORE_GROUP_COLORS)
+    colors, texts = [], []
+    for groups in table.values():
+        ordered = sorted(groups, key=lambda g: (1 not in g, min(g)))
+        group_of = {n: k for k, g in enumerate(ordered) for n in g}
+        colors.append(
+            [palette[group_of[n] % len(palette)] if n in group_of else EMPTY_COLOR for n in columns]
+        )
+        texts.append([chr(ord("A") + group_of[n]) if n in group_of else "" for n in columns])
+    fig, ax = plt.subplots(figsize=(7.0, 1.4 + 0.3 * len(table)))
+    _cell_grid(ax, colors, texts, list(table), [str(n) for n in columns], fontsize=9)
+    for r in separators:
+        ax.axhline(r - 0.5, color="black", linewidth=0.8)
+    ax.set_xlabel("batch size (rows in the call)")
+    ax.xaxis.set_label_position("top")
+    if title:
+        ax.set_title(title, pad=12)
     fig.tight_layout()
     return fig

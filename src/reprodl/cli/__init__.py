@@ -1,5 +1,5 @@
 """Command line: ``python -m reprodl COMMAND``: train, compare, bisect, decompose, crosscheck,
-check, env (and replay).
+check, invariance, env (and replay).
 
 ``train`` prints only deterministic lines on stdout (loss, accuracy, fingerprint), so two runs can
 be compared with ``diff``; the wall-clock time goes to stderr. With ``--record FILE`` it also saves
@@ -27,6 +27,12 @@ the files named by ``--output``, and prints ``identical`` or where and why the r
 ``--timeout`` or writes nothing usable. The command runs in the caller's environment: importing
 this package pins nothing; only the commands that train import :mod:`reprodl.runtime`.
 
+``invariance MODEL.keras`` calls a saved model on one example at a time and on batches of
+several sizes and says which sizes give the same bits (:mod:`reprodl.serving`); with
+``--fixed-batch B`` it also checks the remedy, every call on batches of exactly B rows. It runs
+under the book's pins unless ``--as-is`` (then ``--data FILE.npy`` is needed); exit status 1 when
+the checked calls are not batch-invariant.
+
 ``decompose`` trains a model once per seed and condition (vary only the initialisation, only the
 batch order, only the dropout masks, or all), saving a record after every run
 (:mod:`reprodl.decomposition`), and prints the spread each source causes.
@@ -44,8 +50,9 @@ as ``error: message`` with these statuses; ``--debug`` adds their traceback. Any
 is a bug and propagates with its traceback.
 
 One module per command (``train``, ``records`` for compare and bisect, ``decompose``,
-``crosscheck``, ``check``, ``env``; ``replay``), each with ``add_parser(sub, common)`` and
-``run(args)``; the shared option groups and argument types are in ``_args``.
+``crosscheck``, ``check``, ``invariance``, ``env``; ``replay``), each with
+``add_parser(sub, common)`` and ``run(args)``; the shared option groups and argument types are
+in ``_args``.
 """
 
 from __future__ import annotations
@@ -57,7 +64,7 @@ from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 import reprodl
-from reprodl.cli import check, crosscheck, decompose, env, records, train
+from reprodl.cli import check, crosscheck, decompose, env, invariance, records, train
 from reprodl.errors import (
     CheckpointError,
     DownloadError,
@@ -70,7 +77,7 @@ from reprodl.training.defaults import DEFAULTS
 __all__ = ["DEFAULTS", "build_parser", "main"]
 
 #: The commands, in the order the help lists them: modules with ``add_parser(sub, common)``.
-COMMANDS = (train, records, decompose, crosscheck, check, env)
+COMMANDS = (train, records, decompose, crosscheck, check, invariance, env)
 
 #: Run ``python -m reprodl replay ...`` (by ``bisect``), not listed: :mod:`reprodl.cli.replay`.
 HIDDEN = "replay"
