@@ -1,4 +1,4 @@
-"""MyST substitutions ``{{ reading_01 }}`` ... ``{{ reading_13 }}``: each chapter's reading time
+"""MyST substitutions ``{{ reading_01 }}`` ... ``{{ reading_14 }}``: each chapter's reading time
 in minutes, read from the committed record ``src/reprodl/results/reading_time.json`` when the
 book is built, so that a page listing them (the intro) cannot drift from the chapters' words.
 ``tools/reading_time.py`` writes the record; ``tests/test_reading_time.py`` keeps it current.

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,10 @@ SIZES = (2, 3, 4, 7, 8, 32, 33, 100, 1000)
 #: batch of one is invariant by construction: every example alone, always the same call).
 POSITION_BATCHES = (8, 32, 100)
 FIXED_BATCHES = (100,)
+#: The smaller plan of an emulated CPU (QEMU runs the measurement some 30 times slower): the
+#: sizes up to 100 and the remedy's positions only.
+EMULATED_SIZES = (2, 3, 4, 7, 32, 100)
+EMULATED_POSITIONS = (100,)
 #: The settings of the record: the pins, the pins with two intra-op threads, TensorFlow's own.
 SETTINGS = (crosscheck.PINNED.name, "opts1-AVX2-t2", "stock")
 TEST_IMAGES = 1001
@@ -65,7 +68,8 @@ def run_setting(
     emulate``: ``{"cpu": ..., "models": {name: measurements}}``."""
     if setting != "stock":
         crosscheck.Setting.parse(setting)  # a clear error for a bad name
-    command = [sys.executable, "-c", _MEASURE, setting, str(folder), json.dumps(_plan())]
+    plan = _plan(emulated=bool(emulate))
+    command = [sys.executable, "-c", _MEASURE, setting, str(folder), json.dumps(plan)]
     if emulate:
         qemu = crosscheck.qemu_path()
         if qemu is None:
@@ -79,17 +83,18 @@ def run_setting(
     return lines[0]
 
 
-def _plan() -> dict[str, Any]:
-    return {"models": MODELS, "sizes": SIZES, "positions": POSITION_BATCHES,
+def _plan(*, emulated: bool = False) -> dict[str, Any]:
+    return {"models": MODELS, "sizes": EMULATED_SIZES if emulated else SIZES,
+            "positions": EMULATED_POSITIONS if emulated else POSITION_BATCHES,
             "fixed": FIXED_BATCHES}  # fmt: skip
 
 
-def table(models: dict[str, Any], sizes: Sequence[int] = (2, 7, 32, 100, 1000)) -> list[str]:
+def table(models: dict[str, Any]) -> list[str]:
     """One line per model: for each size, ``=`` when row 0..6 get their bits alone, else ``x``."""
     lines = []
     for name, result in models.items():
-        by_size = {s["size"]: s for s in result["plain"]["sizes"]}
-        marks = " ".join(f"{n}:{'=' if by_size[n]['rows_differ'] == 0 else 'x'}" for n in sizes)
+        checks = result["plain"]["sizes"]
+        marks = " ".join(f"{c['size']}:{'=' if c['rows_differ'] == 0 else 'x'}" for c in checks)
         lines.append(f"{name:<8} {marks}")
     return lines
 
