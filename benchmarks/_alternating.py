@@ -60,3 +60,19 @@ def medians(runs: Sequence[dict], variants: Sequence[str]) -> dict[str, float]:
         v: statistics.median(r["steps_per_second"] for r in runs if r["variant"] == v)
         for v in variants
     }
+
+
+def run(
+    child: str,
+    variants: Sequence[str],
+    args: argparse.Namespace,
+    env_of: Callable[[str], Mapping[str, str]],
+    describe: Callable[[int, dict], str],
+) -> tuple[list[dict], dict[str, float]]:
+    """Measure ``variants`` in turn, ``args.repeats`` times, each in a fresh interpreter running
+    ``child`` with the steps, warm-up and data of ``args``: the runs and their medians."""
+    options = [str(args.steps), str(args.warmup), args.data]
+    runs = alternate(
+        variants, args.repeats, lambda v: measure(child, v, options, env_of(v)), describe
+    )
+    return runs, medians(runs, variants)

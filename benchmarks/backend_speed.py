@@ -100,14 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     from reprodl import _io
     from reprodl.env import contract, cpu, report
 
-    options = [str(args.steps), str(args.warmup), args.data]
-    runs = _alternating.alternate(
-        VARIANTS,
-        args.repeats,
-        lambda v: _alternating.measure(_CHILD, v, options, child_env(v)),
-        _line,
-    )
-    median = _alternating.medians(runs, VARIANTS)
+    runs, median = _alternating.run(_CHILD, VARIANTS, args, child_env, _line)
     ratios = {
         "tensorflow pinned / stock": median["tensorflow-pinned"] / median["tensorflow-stock"],
         "jax pinned / stock": median["jax-pinned"] / median["jax-stock"],

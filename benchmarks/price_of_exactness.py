@@ -108,14 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     from reprodl import _io, cpu
     from reprodl.env import report
 
-    options = [str(args.steps), str(args.warmup), args.data]
-    runs = _alternating.alternate(
-        VARIANTS,
-        args.repeats,
-        lambda v: _alternating.measure(_CHILD, v, options, child_env(v)),
-        _line,
-    )
-    median = _alternating.medians(runs, VARIANTS)
+    runs, median = _alternating.run(_CHILD, VARIANTS, args, child_env, _line)
     ratios = {
         "own-loop / stock": median["own-loop"] / median["stock"],
         "pinned-fit / stock": median["pinned-fit"] / median["stock"],

@@ -14,7 +14,6 @@ pins) or a crosscheck setting name such as ``opts1-AVX2-t1`` (the pins).
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -51,9 +50,7 @@ def build_models(folder: Path, *, timeout: float = 1800) -> None:
 
 def _env(setting: str | None = None) -> dict[str, str]:
     """A child's environment: stock has none of the pins, any other setting all of them."""
-    env = {**os.environ, **runtime.REPRODUCIBLE_ENV}
-    for name in ("KERAS_BACKEND", "PJRT_NPROC", "NPROC", "XLA_FLAGS"):
-        env.pop(name, None)
+    env = crosscheck._child_env()  # the battery's: the pins, no other backend's variables
     if setting == "stock":
         for name in runtime.REPRODUCIBLE_ENV:
             if name != "PYTHONHASHSEED":
