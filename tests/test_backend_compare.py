@@ -1,5 +1,6 @@
-"""TensorFlow against JAX (``reprodl.book.backend_compare``): the measures, the committed record,
-and, in the slow lane, a short live comparison that parts the backends where the record says."""
+"""TensorFlow against JAX (``reprodl.book.backend_compare``): the measures, the committed records
+(one of a CPU without AVX-512, one with: YNNPACK's kernels differ), and, in the slow lane, a
+short live comparison that parts the backends where the record of this CPU's kind says."""
 
 from __future__ import annotations
 
@@ -10,14 +11,17 @@ import pytest
 from support import ROOT
 
 from reprodl.book import backend_compare as bc
-from reprodl.env import contract
+from reprodl.book import jax_battery
+from reprodl.env import contract, cpu
 from reprodl.errors import ReprodlError
 
 RECORD = ROOT / "src" / "reprodl" / "results" / "backend_comparison.json"
+#: The same comparison on the Xeon, whose YNNPACK kernels are the AVX-512 ones.
+RECORD_AVX512 = RECORD.with_name("backend_comparison_avx512.json")
 
 
-def record() -> dict:
-    return json.loads(RECORD.read_text(encoding="utf-8"))
+def record(path=RECORD) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def test_ulps_count_the_floats_between_two_values():
@@ -79,13 +83,25 @@ def test_the_record_shows_the_convolutions_agree_and_a_dense_product_parts_them(
     assert cnn["first_parting"].endswith(":dense_1024")
 
 
+def test_on_the_avx512_cpu_the_second_convolution_already_parts_them():
+    """With YNNPACK's AVX-512 kernels the CNN parts at its second convolution; the first (25
+    products per output) still agrees. Same pins and versions as the AVX2 record."""
+    rec, avx2 = record(RECORD_AVX512), record()
+    assert rec["jax_pins"] == avx2["jax_pins"] and rec["versions"] == avx2["versions"]
+    cnn = {m["name"]: m for m in rec["models"]}["cnn"]
+    layers = {row["layer"].split(":")[1]: row for row in cnn["layers"]}
+    assert layers["conv_1"]["differing"] == 0.0 and layers["conv_2"]["differing"] > 0
+    assert cnn["first_parting"].endswith(":conv_2")
+
+
 @pytest.mark.slow
 def test_a_short_live_comparison_parts_the_backends_where_the_record_says(tmp_path):
     """The forward pass does not depend on the training's length: one step is enough to see
     the same first parting layer as the committed record."""
     models = [bc.Model("cnn-no-dropout", "cnn", 1, dropout=0.0), bc.Model("lstm", "lstm", 1)]
     live = bc.compare(models, tmp_path)
-    stored = {m["name"]: m for m in record()["models"]}
+    avx512 = jax_battery.ynn_kind(cpu.describe().flags) == "AVX-512"
+    stored = {m["name"]: m for m in record(RECORD_AVX512 if avx512 else RECORD)["models"]}
     for m in live["models"]:
         assert m["first_parting"] == stored[m["name"]]["first_parting"], m["name"]
         assert m["layers"] == stored[m["name"]]["layers"], m["name"]

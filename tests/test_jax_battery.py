@@ -2,8 +2,9 @@
 
 Its settings and their variables, the child's environment (no variable of another backend leaks
 in), the committed records (what they show is what ``reprodl.env.contract`` says of the JAX
-pins), and, in the slow lane, the pinned JAX setting giving the committed bits on this CPU, also
-when the process may use one core only.
+pins; with and without AVX-512, YNNPACK's kernels part the CPUs), and, in the slow lane, the
+pinned JAX setting giving, on this CPU, the committed bits of a CPU of its kind (with or without
+AVX-512), also when the process may use one core only.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from reprodl import _proc, crosscheck
 from reprodl.book import jax_battery
 from reprodl.book.jax_battery import JaxSetting
 from reprodl.cli import crosscheck as cli_crosscheck
-from reprodl.env import contract
+from reprodl.env import contract, cpu
 from reprodl.errors import UsageError
 
 RECORDS = ROOT / "src" / "reprodl" / "results" / "cross_cpu_jax"
@@ -39,9 +40,19 @@ def bits(record: dict, setting: str) -> dict[str, tuple[str, str, str]]:
     }
 
 
-def native() -> dict:
-    (record,) = [r for r in committed() if not r["emulated"]]
+def native(kind: str = "AVX2") -> dict:
+    """The native record of a CPU with YNNPACK's ``kind`` of kernels (the Zen 3 or the Xeon)."""
+    (record,) = [
+        r
+        for r in committed()
+        if not r["emulated"] and jax_battery.ynn_kind(r["cpu"]["flags"]) == kind
+    ]
     return record
+
+
+def here() -> dict:
+    """The native record of a CPU of this one's kind: the bits the pins give on this CPU."""
+    return jax_battery.reference_record(committed(), cpu.describe().flags)
 
 
 # --- settings ---------------------------------------------------------------------------------
@@ -67,6 +78,10 @@ def test_the_pinned_setting_sets_the_contracts_variables():
     assert jax_battery.STOCK.env() == {"KERAS_BACKEND": "jax"}
     fast = JaxSetting(1, "AVX2", fast_math=True).env()["XLA_FLAGS"]
     assert "--xla_cpu_enable_fast_math=true" in fast
+    off = JaxSetting(1, "AVX2", ynn=False)
+    assert off.name == "jax-n1-AVX2-noynn" and JaxSetting.parse("jax-n1-AVX2-noynn-fm").fast_math
+    assert jax_battery.YNN_OFF in off.env()["XLA_FLAGS"].split()
+    assert jax_battery.YNN_OFF not in contract.JAX_PINNED_ENV["XLA_FLAGS"]
 
 
 def test_a_child_gets_no_variable_of_another_backend_or_setting(monkeypatch):
@@ -109,19 +124,24 @@ def test_the_cli_plans_the_jax_settings():
 # --- the committed records --------------------------------------------------------------------
 
 
-def test_the_native_record_holds_every_setting_and_case():
-    record = native()
+@pytest.mark.parametrize("kind", ["AVX2", "AVX-512"])
+def test_each_native_record_holds_every_setting_and_case(kind):
+    """The Zen 3's record predates the ``-noynn`` setting; the Xeon's has every one."""
+    record = native(kind)
     assert record["pinned"] == jax_battery.PINNED.name
     names = {c.name for c in CASES}
     for setting in jax_battery.ALTERNATIVES:
-        assert set(bits(record, setting.name)) == names, setting.name
+        if kind == "AVX2" and not setting.ynn:
+            continue
+        assert set(bits(record, setting.name)) >= names, setting.name
     small = {c.name for c in (*crosscheck.DENSE_SMALL, crosscheck.CNN_SMALL)}
     assert set(bits(record, jax_battery.PINNED.name)) == names | small
 
 
-def test_the_records_show_what_the_contract_says_of_each_jax_pin():
+@pytest.mark.parametrize("kind", ["AVX2", "AVX-512"])
+def test_the_records_show_what_the_contract_says_of_each_jax_pin(kind):
     """The thread pool's size, the ISA cap and fast math each change some model's bits."""
-    record = native()
+    record = native(kind)
     names = {c.name for c in CASES}
     pinned = {k: v for k, v in bits(record, jax_battery.PINNED.name).items() if k in names}
 
@@ -137,7 +157,8 @@ def test_the_records_show_what_the_contract_says_of_each_jax_pin():
 
 
 def test_the_emulated_records_give_the_native_pinned_bits():
-    expected = bits(native(), jax_battery.PINNED.name)
+    """QEMU's emulator has no AVX-512: every emulated CPU gets the AVX2 CPUs' bits."""
+    expected = bits(native("AVX2"), jax_battery.PINNED.name)
     emulated = [r for r in committed() if r["emulated"]]
     assert emulated, "no emulated JAX record"
     for record in emulated:
@@ -146,13 +167,42 @@ def test_the_emulated_records_give_the_native_pinned_bits():
         assert {case: expected[case] for case in got} == got, crosscheck.label(record)
 
 
+def test_under_the_pins_the_avx512_cpu_parts_from_every_avx2_cpu():
+    """YNNPACK's kernels follow the CPU's instruction set, not ``--xla_cpu_max_isa``: the Xeon's
+    pinned bits differ from the AVX2 CPUs' (the real Zen 3, the emulated ones) in every case
+    both ran, while those agree with each other."""
+    xeon, zen3 = native("AVX-512"), native("AVX2")
+    assert "avx512f" in xeon["cpu"]["flags"] and "avx512f" not in zen3["cpu"]["flags"]
+    pinned = jax_battery.PINNED.name
+    for record in committed():
+        if jax_battery.ynn_kind(record["cpu"]["flags"]) == "AVX-512":
+            continue
+        theirs = bits(record, pinned)
+        assert theirs and all(theirs[c] == bits(zen3, pinned)[c] for c in theirs)
+        for case, got in theirs.items():
+            assert got[1:] != bits(xeon, pinned)[case][1:], (crosscheck.label(record), case)
+
+
+def test_with_ynnpack_off_the_bits_follow_the_caches_instead():
+    """``-noynn`` runs the products as Eigen contractions on oneDNN's capped sgemm: no ISA
+    dependence, but Eigen's blocks follow the cache sizes, so the CNN's smallest run gives
+    other bits on the emulated CPUs with 512 KiB and with 4 MiB of L2, and on the Xeon."""
+    noynn = JaxSetting(contract.JAX_THREADS, contract.JAX_ISA, ynn=False).name
+    results = {bits(r, noynn)["cnn-small"][1:] for r in committed() if bits(r, noynn)}
+    assert len(results) == 3
+    assert (
+        bits(native("AVX-512"), noynn)["softmax-small"]
+        == bits(crosscheck.load(RECORDS / "qemu-haswell.json"), noynn)["softmax-small"]
+    )
+
+
 # --- live runs --------------------------------------------------------------------------------
 
 
 @pytest.mark.slow
 def test_the_pinned_jax_battery_gives_the_committed_bits_here():
     record = crosscheck.run_battery([jax_battery.PINNED], CASES)
-    expected = bits(native(), jax_battery.PINNED.name)
+    expected = bits(here(), jax_battery.PINNED.name)
     assert bits(record, jax_battery.PINNED.name) == {c.name: expected[c.name] for c in CASES}
 
 
@@ -166,5 +216,5 @@ def test_the_pinned_bits_do_not_depend_on_the_cores_the_process_may_use():
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{"case"')]
     got = {r["case"]: (r["loss"], r["fingerprint"], r["logits"]) for r in rows}
-    expected = bits(native(), jax_battery.PINNED.name)
+    expected = bits(here(), jax_battery.PINNED.name)
     assert got == {c.name: expected[c.name] for c in cases}

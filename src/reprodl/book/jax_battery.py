@@ -10,7 +10,10 @@ What decides a JAX run's bits on a CPU, measured with this battery (``python -m 
 crosscheck --backend jax --all-settings``): the size of XLA:CPU's thread pool (``PJRT_NPROC``;
 unset, the cores the process may use), the instruction set XLA generates code for
 (``--xla_cpu_max_isa``) and fast math (``--xla_cpu_enable_fast_math``). The pins are
-:data:`reprodl.env.contract.JAX_PINNED_ENV`.
+:data:`reprodl.env.contract.JAX_PINNED_ENV`. Across CPUs, XLA's library fusions to YNNPACK
+decide too: YNNPACK picks its kernels by the CPU's own instruction set, which the ISA cap does not
+reach, so an AVX-512 CPU gives other bits than AVX2 ones; turned off (``-noynn``), the products
+run as Eigen contractions whose blocks follow the cache sizes instead (chapter 13).
 """
 
 from __future__ import annotations
@@ -26,6 +29,9 @@ from reprodl.env import contract
 from reprodl.errors import UsageError
 
 BACKEND = "jax"
+#: The XLA flag that turns XLA:CPU's library fusions to YNNPACK off (an empty list of fusion
+#: types; jaxlib 0.10.2): forward products and convolutions then run as Eigen contractions.
+YNN_OFF = "--xla_cpu_experimental_ynn_fusion_type="
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,7 @@ class JaxSetting:
     threads: int | None
     isa: str
     fast_math: bool = False
+    ynn: bool = True  # XLA's library fusions to YNNPACK on, as JAX has them ("-noynn": off)
 
     backend = BACKEND
 
@@ -43,26 +50,28 @@ class JaxSetting:
     def name(self) -> str:
         if self.threads is None:
             return "jax-stock"
-        return f"jax-n{self.threads}-{self.isa}" + ("-fm" if self.fast_math else "")
+        ynn, fast = ("" if self.ynn else "-noynn"), ("-fm" if self.fast_math else "")
+        return f"jax-n{self.threads}-{self.isa}{ynn}{fast}"
 
     @classmethod
     def parse(cls, name: str) -> JaxSetting:
         if name == "jax-stock":
             return STOCK
-        m = re.fullmatch(r"jax-n(\d+)-([A-Z0-9_]+)(-fm)?", name)
+        m = re.fullmatch(r"jax-n(\d+)-([A-Z0-9_]+?)(-noynn)?(-fm)?", name)
         if not m or int(m.group(1)) < 1:
             raise UsageError(f"not a JAX setting name: {name!r} (like jax-n1-AVX2, jax-stock)")
-        return cls(int(m.group(1)), m.group(2), bool(m.group(3)))
+        return cls(int(m.group(1)), m.group(2), bool(m.group(4)), not m.group(3))
 
     def env(self) -> dict[str, str]:
         """The variables this setting sets in the child (on top of the NumPy pins)."""
         if self.threads is None:
             return {"KERAS_BACKEND": BACKEND}
         fast = "true" if self.fast_math else "false"
+        flags = f"--xla_cpu_max_isa={self.isa} --xla_cpu_enable_fast_math={fast}"
         return {
             "KERAS_BACKEND": BACKEND,
             "PJRT_NPROC": str(self.threads),
-            "XLA_FLAGS": f"--xla_cpu_max_isa={self.isa} --xla_cpu_enable_fast_math={fast}",
+            "XLA_FLAGS": flags if self.ynn else f"{flags} {YNN_OFF}",
         }
 
     def command(self, cases: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -72,6 +81,27 @@ class JaxSetting:
 
 #: JAX as installed: XLA's thread pool as large as the cores, code for the best ISA.
 STOCK = JaxSetting(None, "stock")
+
+
+def ynn_kind(flags: Sequence[str]) -> str:
+    """Which YNNPACK float32 kernels a CPU with these CPUID flags gets: ``"AVX-512"`` (four
+    partial sums along the summed dimension) or ``"AVX2"`` (two); the ISA cap does not reach
+    them."""
+    return "AVX-512" if "avx512f" in flags else "AVX2"
+
+
+def reference_record(
+    records: Sequence[Mapping[str, Any]], flags: Sequence[str]
+) -> Mapping[str, Any]:
+    """The native record, among ``records``, of a CPU of the same YNNPACK kind as ``flags``'s:
+    the bits the pinned setting gives there. :class:`UsageError` when none was measured."""
+    kind = ynn_kind(flags)
+    for record in records:
+        if not record["emulated"] and ynn_kind(record["cpu"]["flags"]) == kind:
+            return record
+    raise UsageError(f"no committed JAX record of a native CPU with {kind} kernels")
+
+
 #: The contract's JAX setting (:data:`reprodl.env.contract.JAX_PINNED_ENV`).
 PINNED = JaxSetting(contract.JAX_THREADS, contract.JAX_ISA)
 #: The alternatives measured against it: other thread-pool sizes, other ISA caps, fast math.
@@ -82,6 +112,7 @@ ALTERNATIVES = (
     JaxSetting(contract.JAX_THREADS, "AVX"),
     JaxSetting(contract.JAX_THREADS, "SSE4_2"),
     JaxSetting(contract.JAX_THREADS, contract.JAX_ISA, fast_math=True),
+    JaxSetting(contract.JAX_THREADS, contract.JAX_ISA, ynn=False),
 )
 
 _CHILD = r"""

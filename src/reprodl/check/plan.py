@@ -53,7 +53,9 @@ _ADVICE = {
     ),
     "jax-isa": (
         "the instruction set XLA generates code for",
-        "add --xla_cpu_max_isa={pin} to XLA_FLAGS in your script before JAX loads",
+        "add --xla_cpu_max_isa={pin} to XLA_FLAGS in your script before JAX loads; for other "
+        "CPUs also --xla_cpu_experimental_ynn_fusion_type= (YNNPACK's kernels follow the CPU, "
+        "not the cap, and no run on one CPU shows it) and ONEDNN_MAX_CPU_ISA",
     ),
     "hash-seed": (
         "the hash seed (the iteration order of sets and dicts of strings)",

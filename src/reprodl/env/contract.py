@@ -73,7 +73,10 @@ BOOK_ENVIRONMENT = {"python": "3.11", "numpy": "2.4.6", "tensorflow": "2.21.0", 
 #: a 2-core Colab machine may disagree unless it is fixed.
 JAX_THREADS = 1
 #: XLA's instruction-set cap for the code it generates (``--xla_cpu_max_isa``): AVX and SSE4.2
-#: (no FMA) give other bits than AVX2; the cap makes AVX-512 machines generate AVX2 code.
+#: (no FMA) give other bits than AVX2; the cap makes AVX-512 machines generate AVX2 code. It does
+#: not reach YNNPACK, to which XLA hands forward products and convolutions: its kernels follow the
+#: CPU, so an AVX-512 CPU gives other bits than AVX2 ones under these pins (measured on one Xeon;
+#: turning YNNPACK off makes Eigen's cache-dependent blocks decide instead; chapter 13).
 JAX_ISA = "AVX2"
 #: What a JAX process of the contract sets before JAX and Keras load. Fast math stays off (XLA's
 #: default since 2021, pinned all the same: on, it changes every model's bits).
