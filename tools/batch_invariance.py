@@ -1,12 +1,14 @@
 """Record the batch invariance of the book's four models per setting (chapter 14).
 
-    python tools/batch_invariance.py [--emulate MODEL ...] [--add] [--out FILE]
+    python tools/batch_invariance.py [--emulate MODEL ...] [--add | --keep] [--out FILE]
 
 Trains the models once (:func:`reprodl.book.batch_invariance.build_models`, under the pins, so
 every build gives the same bits), then measures them under each setting in a fresh interpreter,
 natively, and under each ``--emulate``d CPU model (QEMU user mode) with the pinned setting only,
 two emulators at a time. With ``--add`` the native runs are not measured again: the emulated runs
-are added to (or replace those in) the existing record. Writes the record atomically.
+are added to (or replace those in) the existing record. With ``--keep`` the record's runs of other
+real CPUs (and its emulated ones) are kept, and this CPU's native runs added or replaced: the
+record then compares real CPUs. Writes the record atomically.
 """
 
 from __future__ import annotations
@@ -20,20 +22,33 @@ from pathlib import Path
 
 from reprodl import _io, results
 from reprodl.book import batch_invariance as bi
-from reprodl.env import report
+from reprodl.env import cpu, report
 
 OUT = results.path("batch_invariance.json")
+
+
+def _cpu_key(info: dict) -> tuple:
+    """What tells two real CPUs apart in the record."""
+    return (info["vendor"], info["family"], info["model"], info.get("model_name"))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--emulate", nargs="*", default=[], metavar="MODEL")
-    parser.add_argument("--add", action="store_true", help="keep the record's native runs")
+    how = parser.add_mutually_exclusive_group()
+    how.add_argument("--add", action="store_true", help="keep the record's native runs")
+    how.add_argument("--keep", action="store_true", help="keep the runs of other real CPUs")
     args = parser.parse_args()
     start = time.perf_counter()
-    old = results.load(args.out.name) if args.add else {"runs": []}
-    runs = [r for r in old["runs"] if args.add and r["emulated"] not in args.emulate]
+    old = results.load(args.out.name) if args.add or args.keep else {"runs": []}
+    here = _cpu_key(cpu.describe().to_dict())
+    runs = [
+        r
+        for r in old["runs"]
+        if (args.add and r["emulated"] not in args.emulate)
+        or (args.keep and (r["emulated"] or _cpu_key(r["cpu"]) != here))
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         bi.build_models(folder)
