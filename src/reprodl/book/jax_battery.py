@@ -84,9 +84,9 @@ STOCK = JaxSetting(None, "stock")
 
 
 def ynn_kind(flags: Sequence[str]) -> str:
-    """Which YNNPACK float32 kernels a CPU with these CPUID flags gets: ``"AVX-512"`` (four
-    partial sums along the summed dimension) or ``"AVX2"`` (two); the ISA cap does not reach
-    them."""
+    """Which of YNNPACK's float32 kernels a CPU with these CPUID flags gets: ``"AVX-512"`` (among
+    them kernels with four partial sums along the summed dimension) or ``"AVX2"`` (at most two);
+    the ISA cap does not reach them."""
     return "AVX-512" if "avx512f" in flags else "AVX2"
 
 
