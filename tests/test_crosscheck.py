@@ -104,6 +104,22 @@ def test_agreement_groups_cpus_by_bits():
     assert "2 results on 2 CPUs" in crosscheck.format_agreement([first])[0]
 
 
+def test_the_pinned_verdict_leaves_out_the_cases_outside_the_contract():
+    """The committed records: Keras' own Orthogonal (lstm-keras-init) differs between the real
+    Zen 3 and the real Xeon, shown but not counted; a contract case that differs is counted."""
+    recs = committed()
+    rows = {(a.setting, a.case): a for a in crosscheck.agreement(recs)}
+    assert not rows[crosscheck.PINNED.name, crosscheck.LSTM_KERAS_INIT.name].exact
+    lines, exact = crosscheck.verdict(recs)
+    assert exact and lines[-1] == f"pinned setting {crosscheck.PINNED.name}: exact on every CPU"
+    assert "not counted in the verdict (outside the contract): lstm-keras-init" in lines
+    broken = copy.deepcopy(recs)
+    row = next(r for r in broken[0]["results"] if r["setting"] == crosscheck.PINNED.name)
+    row["fingerprint"] = "0" * 64
+    lines, exact = crosscheck.verdict(broken)
+    assert not exact and lines[-1].endswith("DIFFERS between CPUs")
+
+
 def test_setting_names_round_trip():
     for s in (crosscheck.PINNED, *crosscheck.ALTERNATIVES):
         assert crosscheck.Setting.parse(s.name) == s

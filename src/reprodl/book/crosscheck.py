@@ -169,6 +169,10 @@ LSTM_KERAS_INIT = Case("lstm-keras-init", "lstm", 3, keras_fit=True, logits_imag
 
 #: Every case a run may name: the battery, the smallest CNN run and the LSTM.
 ALL_CASES = {c.name: c for c in (*BATTERY, *DENSE_SMALL, CNN_SMALL, LSTM, LSTM_KERAS_INIT)}
+#: Cases that show a dependence the contract avoids, not what it promises: the pinned verdict
+#: leaves them out (their rows are still shown). Keras' own ``Orthogonal`` gives other bits at
+#: 48 KiB of L1d than at 32 KiB (the real Xeon and Zen 3 records), which the book's LSTM avoids.
+OUTSIDE_CONTRACT = frozenset({LSTM_KERAS_INIT.name})
 
 #: The variables of the cache-geometry emulator (``tools/cache_qemu``): the L1d and L2 sizes in
 #: KiB that every CPUID cache leaf of the emulated CPU reports.
@@ -638,8 +642,11 @@ def verdict(recs: Sequence[Mapping[str, Any]]) -> tuple[list[str], bool]:
     lines between), and whether the pinned settings are exact on every CPU."""
     rows = agreement(recs)
     lines, pinned_ok = ["", *format_agreement(rows), ""], True
+    shown = sorted({a.case for a in rows} & OUTSIDE_CONTRACT)
+    if shown:
+        lines[-1:-1] = [f"not counted in the verdict (outside the contract): {', '.join(shown)}"]
     for name in sorted({a.setting for a in rows} & PINNED_NAMES):
-        exact = all(a.exact for a in rows if a.setting == name)
+        exact = all(a.exact for a in rows if a.setting == name and a.case not in OUTSIDE_CONTRACT)
         said = "exact on every CPU" if exact else "DIFFERS between CPUs"
         lines.append(f"pinned setting {name}: {said}")
         pinned_ok = pinned_ok and exact
