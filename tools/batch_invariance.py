@@ -22,14 +22,10 @@ from pathlib import Path
 
 from reprodl import _io, results
 from reprodl.book import batch_invariance as bi
+from reprodl.book import crosscheck
 from reprodl.env import cpu, report
 
 OUT = results.path("batch_invariance.json")
-
-
-def _cpu_key(info: dict) -> tuple:
-    """What tells two real CPUs apart in the record."""
-    return (info["vendor"], info["family"], info["model"], info.get("model_name"))
 
 
 def main() -> None:
@@ -42,12 +38,12 @@ def main() -> None:
     args = parser.parse_args()
     start = time.perf_counter()
     old = results.load(args.out.name) if args.add or args.keep else {"runs": []}
-    here = _cpu_key(cpu.describe().to_dict())
+    here = crosscheck.label({"emulated": None, "cpu": cpu.describe().to_dict()})
     runs = [
         r
         for r in old["runs"]
         if (args.add and r["emulated"] not in args.emulate)
-        or (args.keep and (r["emulated"] or _cpu_key(r["cpu"]) != here))
+        or (args.keep and crosscheck.label(r) != here)
     ]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
